@@ -1,0 +1,281 @@
+//! Typed settings, read once from the environment.
+//!
+//! Azure Functions passes app settings to the custom handler as environment variables, so the
+//! environment is the only configuration source. The variable names are a contract shared with
+//! `local.settings.json`, `infra/` and the README; see `../shared/DESIGN.md`.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+/// Default notification body limit: 4 MiB (Graph batches are far smaller; this bounds memory).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+/// Port used when the Functions host does not set `FUNCTIONS_CUSTOMHANDLER_PORT`.
+pub const DEFAULT_PORT: u16 = 7071;
+/// Filesystem archive used when no archive is configured (the embedded default).
+pub const DEFAULT_ARCHIVE_DIR: &str = "./data/archive";
+/// Blob container used when `ARCHIVE_CONTAINER` is unset.
+pub const DEFAULT_ARCHIVE_CONTAINER: &str = "teams-notifications";
+pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com";
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// A configuration value that could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// Where archived objects go.
+#[derive(Debug, Clone)]
+pub enum ArchiveConfig {
+    /// `ARCHIVE_DIR`, or the embedded default `./data/archive`.
+    Filesystem(PathBuf),
+    /// `ARCHIVE_CONNECTION`: a storage connection string (`UseDevelopmentStorage=true` = Azurite).
+    BlobConnectionString {
+        connection_string: SecretString,
+        container: String,
+    },
+    /// `ARCHIVE_ACCOUNT_URL`: an account URL reached with managed identity.
+    BlobAccountUrl {
+        account_url: String,
+        container: String,
+    },
+}
+
+/// A local certificate from `NOTIFICATION_CERTIFICATES` (`path` or `id=path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCertificate {
+    /// The `encryptionCertificateId` given to Graph; when absent the file stem is used.
+    pub id: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Every setting of the handler. Built once at start-up and passed explicitly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`: the port the Functions host forwards requests to.
+    pub port: u16,
+    /// `GRAPH_TENANT_ID` (comma list): tenants whose notifications are accepted; the renewer's tenant is the first.
+    pub tenant_ids: Vec<String>,
+    /// `GRAPH_CLIENT_ID` (comma list): audiences of validationTokens; the renewer's app is the first.
+    pub client_ids: Vec<String>,
+    /// `GRAPH_CLIENT_SECRET`: optional; without it the renewer uses managed or workload identity.
+    pub client_secret: Option<SecretString>,
+    /// `NOTIFICATION_CLIENT_STATE`: the shared secret Graph echoes in every notification.
+    pub client_state: Option<SecretString>,
+    /// `NOTIFICATION_URL`: the public notification URL given to Graph.
+    pub notification_url: Option<String>,
+    /// `LIFECYCLE_NOTIFICATION_URL`: the public lifecycle URL given to Graph.
+    pub lifecycle_notification_url: Option<String>,
+    /// `KEY_VAULT_URL`: the vault holding the decryption certificate.
+    pub key_vault_url: Option<String>,
+    /// `NOTIFICATION_CERTIFICATE_NAME`: the certificate's name in Key Vault.
+    pub certificate_name: Option<String>,
+    /// `NOTIFICATION_CERTIFICATES`: local certificate files.
+    pub local_certificates: Vec<LocalCertificate>,
+    /// `NOTIFICATION_CERTIFICATE_PASSWORD`: the password of local PFX files (default empty).
+    pub certificate_password: SecretString,
+    /// The archive backend.
+    pub archive: ArchiveConfig,
+    /// `SUBSCRIPTIONS_FILE`: the desired subscriptions the renewer reconciles.
+    pub subscriptions_file: Option<PathBuf>,
+    /// `GRAPH_ENDPOINT`, without a trailing slash.
+    pub graph_endpoint: String,
+    /// `AUTHORITY_HOST`, without a trailing slash.
+    pub authority_host: String,
+    /// `MAX_BODY_BYTES`: the largest notification body accepted.
+    pub max_body_bytes: u64,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map instead of mutating the process env).
+    /// Empty values count as unset, as they do in the Functions portal.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(v) => v.parse().map_err(|_| ConfigError {
+                name: "FUNCTIONS_CUSTOMHANDLER_PORT",
+                reason: format!("not a port number: {v:?}"),
+            })?,
+            None => DEFAULT_PORT,
+        };
+        let max_body_bytes = match get("MAX_BODY_BYTES") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError {
+                    name: "MAX_BODY_BYTES",
+                    reason: format!("not a positive number of bytes: {v:?}"),
+                })?,
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+
+        let container =
+            get("ARCHIVE_CONTAINER").unwrap_or_else(|| DEFAULT_ARCHIVE_CONTAINER.into());
+        let archive = if let Some(cs) = get("ARCHIVE_CONNECTION") {
+            ArchiveConfig::BlobConnectionString {
+                connection_string: SecretString::from(cs),
+                container,
+            }
+        } else if let Some(url) = get("ARCHIVE_ACCOUNT_URL") {
+            ArchiveConfig::BlobAccountUrl {
+                account_url: url.trim_end_matches('/').to_string(),
+                container,
+            }
+        } else {
+            ArchiveConfig::Filesystem(
+                get("ARCHIVE_DIR")
+                    .unwrap_or_else(|| DEFAULT_ARCHIVE_DIR.into())
+                    .into(),
+            )
+        };
+
+        let local_certificates = list("NOTIFICATION_CERTIFICATES")
+            .into_iter()
+            .map(|entry| parse_local_certificate(&entry))
+            .collect::<Result<_, _>>()?;
+
+        Ok(Config {
+            port,
+            tenant_ids: list("GRAPH_TENANT_ID"),
+            client_ids: list("GRAPH_CLIENT_ID"),
+            client_secret: get("GRAPH_CLIENT_SECRET").map(SecretString::from),
+            client_state: get("NOTIFICATION_CLIENT_STATE").map(SecretString::from),
+            notification_url: get("NOTIFICATION_URL"),
+            lifecycle_notification_url: get("LIFECYCLE_NOTIFICATION_URL"),
+            key_vault_url: get("KEY_VAULT_URL"),
+            certificate_name: get("NOTIFICATION_CERTIFICATE_NAME"),
+            local_certificates,
+            certificate_password: SecretString::from(
+                lookup("NOTIFICATION_CERTIFICATE_PASSWORD").unwrap_or_default(),
+            ),
+            archive,
+            subscriptions_file: get("SUBSCRIPTIONS_FILE").map(PathBuf::from),
+            graph_endpoint: get("GRAPH_ENDPOINT")
+                .unwrap_or_else(|| DEFAULT_GRAPH_ENDPOINT.into())
+                .trim_end_matches('/')
+                .to_string(),
+            authority_host: get("AUTHORITY_HOST")
+                .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.into())
+                .trim_end_matches('/')
+                .to_string(),
+            max_body_bytes,
+        })
+    }
+}
+
+/// `path` or `id=path`. A Windows-style `C:\...` path has no `=`, so the split is unambiguous.
+fn parse_local_certificate(entry: &str) -> Result<LocalCertificate, ConfigError> {
+    let (id, path) = match entry.split_once('=') {
+        Some((id, path)) => (Some(id.trim().to_string()), path.trim()),
+        None => (None, entry),
+    };
+    if path.is_empty() || id.as_deref() == Some("") {
+        return Err(ConfigError {
+            name: "NOTIFICATION_CERTIFICATES",
+            reason: format!("expected `path` or `id=path`, got {entry:?}"),
+        });
+    }
+    Ok(LocalCertificate {
+        id,
+        path: PathBuf::from(path),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_azure() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 7071);
+        assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+        assert!(
+            matches!(c.archive, ArchiveConfig::Filesystem(ref p) if p == &PathBuf::from("./data/archive"))
+        );
+        assert_eq!(c.graph_endpoint, "https://graph.microsoft.com");
+        assert!(c.client_state.is_none());
+    }
+
+    #[test]
+    fn lists_and_certificates_parse() {
+        let c = config(&[
+            ("GRAPH_TENANT_ID", "t1, t2"),
+            ("NOTIFICATION_CERTIFICATES", "a.pem, old=b.pfx"),
+            ("ARCHIVE_CONNECTION", "UseDevelopmentStorage=true"),
+            ("GRAPH_ENDPOINT", "http://127.0.0.1:1/"),
+        ])
+        .unwrap();
+        assert_eq!(c.tenant_ids, vec!["t1", "t2"]);
+        assert_eq!(
+            c.local_certificates,
+            vec![
+                LocalCertificate {
+                    id: None,
+                    path: "a.pem".into()
+                },
+                LocalCertificate {
+                    id: Some("old".into()),
+                    path: "b.pfx".into()
+                },
+            ]
+        );
+        assert!(
+            matches!(c.archive, ArchiveConfig::BlobConnectionString { ref container, .. } if container == "teams-notifications")
+        );
+        assert_eq!(c.graph_endpoint, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(
+            config(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "x")])
+                .unwrap_err()
+                .name,
+            "FUNCTIONS_CUSTOMHANDLER_PORT"
+        );
+        assert_eq!(
+            config(&[("MAX_BODY_BYTES", "0")]).unwrap_err().name,
+            "MAX_BODY_BYTES"
+        );
+        assert_eq!(
+            config(&[("NOTIFICATION_CERTIFICATES", "=x")])
+                .unwrap_err()
+                .name,
+            "NOTIFICATION_CERTIFICATES"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! Microsoft Graph: the wire formats and rules of change notifications. Nothing here touches the
+//! archive; `tokens` and `subscriptions` are the only parts that make HTTP calls (to Entra ID and
+//! Graph).
+
+pub mod notification;

@@ -18,7 +18,7 @@
 //! Errors carry the HTTP status and Storage error code, never a URL: the SDK's transport errors
 //! carry the request URL, SAS signature included, in their source chain.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,7 @@ use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
-    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions,
-    StatusCode, Url,
+    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, StatusCode, Url,
 };
 use azure_storage_blob::models::{
     BlobClientUploadOptions, BlobContainerClientListBlobsOptions, StorageErrorCode,
@@ -56,6 +55,10 @@ fn retry_options() -> RetryOptions {
         max_delay: azure_core::time::Duration::seconds(1),
     })
 }
+
+/// Objects up to this size are written with a single `Put Blob`; notification bodies are capped
+/// far below it (`MAX_BODY_BYTES`, 4 MiB by default).
+const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap();
 
 /// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
 pub struct BlobArchive {
@@ -88,7 +91,10 @@ impl BlobArchive {
 
     /// Opens the archive at `account_url` (`ARCHIVE_ACCOUNT_URL`, e.g.
     /// `https://acct.blob.core.windows.net`) with the managed identity of the Function App.
-    pub async fn from_account_url(account_url: &str, container: &str) -> Result<Self, ArchiveError> {
+    pub async fn from_account_url(
+        account_url: &str,
+        container: &str,
+    ) -> Result<Self, ArchiveError> {
         let credential = azure_identity::ManagedIdentityCredential::new(None)
             .map_err(|e| ArchiveError::Config(format!("managed identity: {e}")))?;
         Self::from_account_url_with_credential(account_url, container, credential).await
@@ -101,9 +107,8 @@ impl BlobArchive {
         container: &str,
         credential: Arc<dyn TokenCredential>,
     ) -> Result<Self, ArchiveError> {
-        let endpoint = Url::parse(account_url.trim()).map_err(|e| {
-            ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}"))
-        })?;
+        let endpoint = Url::parse(account_url.trim())
+            .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
         if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
             return Err(ArchiveError::Config(
                 "ARCHIVE_ACCOUNT_URL must be an https URL (tokens are never sent over http); \
@@ -157,6 +162,9 @@ impl BlobArchive {
     async fn upload(&self, name: &ObjectName, body: Bytes) -> azure_core::Result<()> {
         let options = BlobClientUploadOptions {
             blob_content_type: Some("application/json".into()),
+            // One `Put Blob` whatever the size (it takes up to 5000 MiB): no staged blocks left
+            // behind by a losing concurrent writer, one request on the hot path.
+            partition_size: Some(SINGLE_PUT_LIMIT),
             ..Default::default()
         }
         .if_not_exists();
@@ -199,12 +207,22 @@ impl Archive for BlobArchive {
             name: name.to_string(),
             reason: reason(e),
         };
-        let response = match self.container.blob_client(name.as_str()).download(None).await {
+        let response = match self
+            .container
+            .blob_client(name.as_str())
+            .download(None)
+            .await
+        {
             Ok(r) => r,
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
             Err(e) => return Err(backend(&e)),
         };
-        response.body.collect().await.map(Some).map_err(|e| backend(&e))
+        response
+            .body
+            .collect()
+            .await
+            .map(Some)
+            .map_err(|e| backend(&e))
     }
 
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectName>, ArchiveError> {
@@ -219,7 +237,10 @@ impl Archive for BlobArchive {
                 .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX)),
             ..Default::default()
         };
-        let mut blobs = self.container.list_blobs(Some(options)).map_err(|e| backend(&e))?;
+        let mut blobs = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| backend(&e))?;
         let mut names = Vec::new();
         while let Some(blob) = blobs.try_next().await.map_err(|e| backend(&e))? {
             // Anything not written by us (a stray upload by hand) is ignored, as on disk.
@@ -334,7 +355,9 @@ mod tests {
     fn container_url_appends_one_segment() {
         let endpoint = Url::parse("http://127.0.0.1:10000/devstoreaccount1").unwrap();
         assert_eq!(
-            container_url(&endpoint, "teams-notifications").unwrap().as_str(),
+            container_url(&endpoint, "teams-notifications")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:10000/devstoreaccount1/teams-notifications"
         );
         let endpoint = Url::parse("https://acct.blob.core.windows.net/").unwrap();
@@ -347,7 +370,16 @@ mod tests {
     #[test]
     fn container_names_follow_azure_rules() {
         let endpoint = Url::parse("https://acct.blob.core.windows.net").unwrap();
-        for bad in ["ab", "Upper", "a--b", "-ab", "ab-", "a/b", "a_b", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "Upper",
+            "a--b",
+            "-ab",
+            "ab-",
+            "a/b",
+            "a_b",
+            &"a".repeat(64),
+        ] {
             assert!(
                 matches!(container_url(&endpoint, bad), Err(ArchiveError::Config(_))),
                 "{bad}"
@@ -376,8 +408,14 @@ mod tests {
             }
         }
         for (url, expected) in [
-            ("http://127.0.0.1:10000/devstoreaccount1", "must be an https URL"),
-            ("https://acct.blob.core.windows.net?sv=1&sig=x", "must not carry a query"),
+            (
+                "http://127.0.0.1:10000/devstoreaccount1",
+                "must be an https URL",
+            ),
+            (
+                "https://acct.blob.core.windows.net?sv=1&sig=x",
+                "must not carry a query",
+            ),
             ("not a url", "is not a URL"),
         ] {
             let result =

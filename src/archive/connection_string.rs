@@ -112,9 +112,7 @@ impl ConnectionString {
 
         if let Some(dev) = f.development {
             if !dev.eq_ignore_ascii_case("true") {
-                return Err(config(
-                    "UseDevelopmentStorage must be `true` (or left out)",
-                ));
+                return Err(config("UseDevelopmentStorage must be `true` (or left out)"));
             }
             if f.account.is_some()
                 || f.key.is_some()
@@ -176,18 +174,18 @@ impl ConnectionString {
 
         let auth = match (f.key, f.sas) {
             (Some(_), Some(_)) => {
-                return Err(config(
-                    "give AccountKey or SharedAccessSignature, not both",
-                ));
+                return Err(config("give AccountKey or SharedAccessSignature, not both"));
             }
             (Some(key), None) => {
                 let account = f.account.ok_or_else(|| {
                     config("AccountKey needs AccountName (the account is part of what is signed)")
                 })?;
-                StorageAuth::AccountKey(AccountKey::from_base64(account, key).map_err(|e| match e {
-                    ArchiveError::Config(m) => config(m),
-                    other => other,
-                })?)
+                StorageAuth::AccountKey(AccountKey::from_base64(account, key).map_err(
+                    |e| match e {
+                        ArchiveError::Config(m) => config(m),
+                        other => other,
+                    },
+                )?)
             }
             (None, Some(sas)) => {
                 let sas = sas.trim_start_matches('?');
@@ -275,7 +273,10 @@ mod tests {
             "AccountName=myacct;AccountKey={DEVELOPMENT_ACCOUNT_KEY};QueueEndpoint=https://q"
         ))
         .unwrap();
-        assert_eq!(c.blob_endpoint.as_str(), "https://myacct.blob.core.windows.net/");
+        assert_eq!(
+            c.blob_endpoint.as_str(),
+            "https://myacct.blob.core.windows.net/"
+        );
     }
 
     #[test]
@@ -313,20 +314,35 @@ mod tests {
                 format!("UseDevelopmentStorage=true;AccountKey={key}"),
                 "stands alone",
             ),
-            ("AccountName=myacct".into(), "needs AccountKey or SharedAccessSignature"),
+            (
+                "AccountName=myacct".into(),
+                "needs AccountKey or SharedAccessSignature",
+            ),
             (format!("AccountKey={key}"), "needs AccountName"),
             (
                 format!("BlobEndpoint=http://127.0.0.1:1/x;AccountKey={key}"),
                 "AccountKey needs AccountName",
             ),
-            ("AccountName=myacct;AccountKey=%%%".into(), "not valid base64"),
-            ("AccountName=My_Acct;AccountKey=AAAA".into(), "AccountName must be"),
+            (
+                "AccountName=myacct;AccountKey=%%%".into(),
+                "not valid base64",
+            ),
+            (
+                "AccountName=My_Acct;AccountKey=AAAA".into(),
+                "AccountName must be",
+            ),
             (
                 "AccountName=myacct;AccountName=other;AccountKey=AAAA".into(),
                 "given twice",
             ),
-            ("AccountName=myacct;AcountKey=AAAA".into(), "unknown key `AcountKey`"),
-            ("AccountName=myacct;AccountKey=".into(), "`AccountKey` is empty"),
+            (
+                "AccountName=myacct;AcountKey=AAAA".into(),
+                "unknown key `AcountKey`",
+            ),
+            (
+                "AccountName=myacct;AccountKey=".into(),
+                "`AccountKey` is empty",
+            ),
             (
                 "DefaultEndpointsProtocol=ftp;AccountName=myacct;AccountKey=AAAA".into(),
                 "`http` or `https`",

@@ -375,17 +375,23 @@ mod tests {
             .find(|(k, _)| k == "se")
             .map(|(_, v)| v.into_owned())
             .unwrap();
-        let expiry = OffsetDateTime::parse(&se, &time::format_description::well_known::Rfc3339)
-            .unwrap();
+        let expiry =
+            OffsetDateTime::parse(&se, &time::format_description::well_known::Rfc3339).unwrap();
         let left = expiry - OffsetDateTime::now_utc();
-        assert!(left > RENEW_BEFORE_EXPIRY && left <= SIGNED_LIFETIME, "{left}");
+        assert!(
+            left > RENEW_BEFORE_EXPIRY && left <= SIGNED_LIFETIME,
+            "{left}"
+        );
     }
 
     #[test]
     fn query_is_appended_after_existing_parameters() {
         let mut url = Url::parse("http://h/a/c?restype=container&comp=list").unwrap();
         append_query(&mut url, "sv=1&sig=x%2By");
-        assert_eq!(url.query(), Some("restype=container&comp=list&sv=1&sig=x%2By"));
+        assert_eq!(
+            url.query(),
+            Some("restype=container&comp=list&sv=1&sig=x%2By")
+        );
         let mut url = Url::parse("http://h/a/c/b").unwrap();
         append_query(&mut url, "sv=1");
         assert_eq!(url.as_str(), "http://h/a/c/b?sv=1");

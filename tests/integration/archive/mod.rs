@@ -325,3 +325,36 @@ async fn blob_archive_down_fails_fast_with_an_error() {
         "a read from a stopped Azurite is an error, not `None`"
     );
 }
+
+#[tokio::test]
+async fn blob_archive_that_never_answers_fails_instead_of_hanging() {
+    // A listener that accepts connections (kernel backlog) but never answers: a stuck service.
+    // Each try has a deadline, so this fails after a couple of tries, well before reqwest's
+    // own 60 s read timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!(
+        "http://{}/{}",
+        silent.local_addr().unwrap(),
+        azurite::ACCOUNT
+    );
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        BlobArchive::from_connection_string(
+            &SecretString::from(azurite::connection_string(&endpoint)),
+            "stuck",
+        ),
+    )
+    .await
+    .expect("a silent service must fail within the per-try deadline and retry policy");
+    let error = match result {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a silent service cannot open an archive"),
+    };
+    assert!(error.contains("no complete answer"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

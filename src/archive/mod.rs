@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod fs;
+pub mod records;
 
 use std::sync::Arc;
 

@@ -5,3 +5,4 @@
 pub mod crypto;
 pub mod events;
 pub mod notification;
+pub mod tokens;

@@ -14,8 +14,11 @@
 
 pub mod app;
 pub mod archive;
+pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod keys;
 pub mod receiver;
+pub mod replay;
+pub mod report;
 pub mod server;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use teams_notifications::{app, config::Config, server};
+use teams_notifications::{app, cli, config::Config, server};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +21,19 @@ struct Cli {
 enum Command {
     /// Serve the Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the default).
     Serve,
+    /// Decrypt a captured notification (collection, item, quarantine or raw record) offline.
+    Decrypt {
+        /// The JSON file.
+        file: std::path::PathBuf,
+    },
+    /// Re-process quarantined and raw items with the configured keys (idempotent).
+    Replay,
+    /// Summarise what the archive holds.
+    Report {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +49,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve().await,
+            Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
+            Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
+            Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
         }
     });
     match result {

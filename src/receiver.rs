@@ -83,8 +83,8 @@ type KeyRef = (Option<String>, Option<String>);
 
 /// An item on its way to the archive.
 pub(crate) struct Pending {
-    name: ObjectName,
-    body: Bytes,
+    pub(crate) name: ObjectName,
+    pub(crate) body: Bytes,
     outcome: Outcome,
 }
 

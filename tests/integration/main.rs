@@ -2,5 +2,6 @@
 //! (Graph, Entra ID, Key Vault, the Functions host) are fakes speaking their documented wire
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
 
+mod cli;
 mod server;
 mod support;

@@ -22,3 +22,4 @@ pub mod receiver;
 pub mod replay;
 pub mod report;
 pub mod server;
+pub mod simulate;

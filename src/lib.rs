@@ -3,12 +3,23 @@
 //!
 //! Codemap:
 //! - [`config`]: typed settings from the environment (the Functions app settings).
+//! - [`server`]: the HTTP surface the Functions host calls (warp); thin handlers.
+//! - [`receiver`]: the notification path, top to bottom (parse, clientState, validationTokens,
+//!   persist, decrypt, archive).
 //! - [`graph`]: Graph's wire formats and rules: envelopes, validationTokens, decryption, typed
 //!   Teams events, the subscriptions API.
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
-//! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends.
+//! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends, and the records.
+//! - [`app`]: builds the running service from a `Config` (shared by the binary and the tests).
 
+pub mod app;
 pub mod archive;
+pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod keys;
+pub mod receiver;
+pub mod replay;
+pub mod report;
+pub mod server;
+pub mod simulate;

@@ -1,1 +1,106 @@
-fn main() {}
+//! `handler`: the custom handler the Functions host starts (no arguments = `serve`), and the
+//! operator's tool.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use teams_notifications::{app, cli, config::Config, server};
+
+#[derive(Parser)]
+#[command(
+    name = "handler",
+    version,
+    about = "Microsoft Graph change notifications for Teams, verified, decrypted and archived"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the default).
+    Serve,
+    /// Decrypt a captured notification (collection, item, quarantine or raw record) offline.
+    Decrypt {
+        /// The JSON file.
+        file: std::path::PathBuf,
+    },
+    /// Re-process quarantined and raw items with the configured keys (idempotent).
+    Replay,
+    /// Summarise what the archive holds.
+    Report {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve().await,
+            Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
+            Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
+            Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let state = app::state(&config).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+    tracing::info!(port = config.port, "listening");
+    server::run(listener, state, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what the Functions host sends): stop accepting, drain in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: draining in-flight requests");
+}

@@ -8,6 +8,7 @@
 pub mod blob;
 pub mod connection_string;
 pub mod fs;
+pub mod records;
 pub mod sas;
 
 use std::sync::Arc;

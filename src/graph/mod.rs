@@ -2,4 +2,7 @@
 //! archive; `tokens` and `subscriptions` are the only parts that make HTTP calls (to Entra ID and
 //! Graph).
 
+pub mod crypto;
+pub mod events;
 pub mod notification;
+pub mod tokens;

@@ -4,3 +4,6 @@
 
 mod archive;
 mod azurite;
+mod cli;
+mod server;
+mod support;

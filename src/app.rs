@@ -1,0 +1,100 @@
+//! Builds the running service from a [`Config`]: the archive, the certificate store, the token
+//! validator, the HTTP client, and the server state. Shared by `serve`, `demo`, `replay` and the
+//! tests, so they all run the production wiring.
+
+use std::sync::Arc;
+
+use crate::archive::{self, Archive};
+use crate::config::Config;
+use crate::graph::tokens::TokenValidator;
+use crate::keys::{CertificateStore, local::LocalSource};
+use crate::receiver::Receiver;
+use crate::server::AppState;
+
+/// Start-up failures, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// An outbound HTTP client trusting the system roots plus `SSL_CERT_FILE` (private CAs,
+/// corporate proxies, test fakes).
+pub fn http_client() -> Result<reqwest::Client, StartError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            StartError::Http(format!("SSL_CERT_FILE {}: {e}", path.to_string_lossy()))
+        })?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| StartError::Http(format!("SSL_CERT_FILE: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| StartError::Http(e.to_string()))
+}
+
+/// The certificate store the configuration names (Key Vault wins over local files).
+pub async fn certificate_store(config: &Config) -> Result<CertificateStore, StartError> {
+    if !config.local_certificates.is_empty() {
+        return Ok(CertificateStore::from_local(LocalSource {
+            certificates: config.local_certificates.clone(),
+            password: config.certificate_password.clone(),
+        })?);
+    }
+    Ok(CertificateStore::empty())
+}
+
+/// The validationTokens checker, when the app's identity is configured.
+pub fn token_validator(config: &Config, http: reqwest::Client) -> Option<Arc<TokenValidator>> {
+    if config.client_ids.is_empty() || config.tenant_ids.is_empty() {
+        return None;
+    }
+    Some(Arc::new(TokenValidator::new(
+        &config.authority_host,
+        config.client_ids.clone(),
+        config.tenant_ids.clone(),
+        http,
+    )))
+}
+
+/// Everything the server needs.
+pub async fn state(config: &Config) -> Result<AppState, StartError> {
+    let archive: Arc<dyn Archive> = archive::open(config).await?;
+    let keys = Arc::new(certificate_store(config).await?);
+    let http = http_client()?;
+    let tokens = token_validator(config, http);
+    if config.client_state.is_none() {
+        tracing::warn!("NOTIFICATION_CLIENT_STATE is not set: every notification will be dropped");
+    }
+    if tokens.is_none() {
+        tracing::warn!(
+            "GRAPH_CLIENT_ID / GRAPH_TENANT_ID not set: rich notifications cannot be validated and will be rejected"
+        );
+    }
+    if keys.is_empty() {
+        tracing::warn!(
+            "no decryption certificate configured: rich notifications will be quarantined"
+        );
+    }
+    tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
+    Ok(AppState {
+        receiver: Arc::new(Receiver {
+            client_state: config.client_state.clone(),
+            archive,
+            keys,
+            tokens,
+        }),
+        max_body_bytes: config.max_body_bytes,
+        hooks: None,
+    })
+}

@@ -1,0 +1,116 @@
+//! The JSON documents stored in the archive, one type per [`Kind`](super::Kind).
+//!
+//! Every record names its item by the SHA-256 of the item's canonical form (see
+//! [`ChangeNotification`]), so the same notification resent by Graph is the same object and a
+//! replay finds the event a quarantined item became.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Kind, ObjectName};
+use crate::graph::notification::ChangeNotification;
+
+/// A verified event: a basic notification, or a rich one with its decrypted payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub received_at: String,
+    pub subscription_id: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub change_type: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub resource_data: Option<Value>,
+    /// `callevent`, `emergencyCallEvent`, `chatMessage`, ... or `unknown`.
+    pub event_kind: String,
+    /// `true` when the payload was decrypted (a rich notification); `false` for basic ones.
+    pub rich: bool,
+    /// The `encryptionCertificateId` of the key that decrypted it.
+    #[serde(default)]
+    pub certificate_id: Option<String>,
+    /// One line for people (see `graph::events`).
+    pub summary: String,
+    /// The decoded payload exactly as Graph sent it (rich notifications only).
+    #[serde(default)]
+    pub payload: Option<Value>,
+}
+
+/// An item that passed validation but could not be decrypted (yet): replayable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantineRecord {
+    pub received_at: String,
+    /// Human-readable reason (e.g. `no decryption key configured`).
+    pub reason: String,
+    /// Stable code of the reason (`noKeys`, `unknownKey`, `signatureMismatch`, ...).
+    pub reason_code: String,
+    /// The item, canonical (with its `encryptedContent`, without `clientState`).
+    pub notification: ChangeNotification,
+}
+
+/// A rich batch as received (items canonical), persisted before decryption.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRecord {
+    pub received_at: String,
+    /// The validationTokens were checked before this batch was stored.
+    pub tokens_verified: bool,
+    pub notifications: Vec<ChangeNotification>,
+}
+
+/// A batch whose validationTokens failed: evidence, never an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedRecord {
+    pub received_at: String,
+    pub reason: String,
+    pub notifications: Vec<ChangeNotification>,
+}
+
+/// A lifecycle notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleRecord {
+    pub received_at: String,
+    pub lifecycle_event: String,
+    pub notification: ChangeNotification,
+}
+
+/// SHA-256, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(bytes))
+}
+
+/// The name of an item's object under `kind`: date and subscription partitions, content hash.
+pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> ObjectName {
+    ObjectName::new(
+        kind,
+        item.partition_date(),
+        &item.subscription_id,
+        &sha256_hex(canonical),
+    )
+}
+
+/// The name of a batch's object under `kind`: the hash of its items' canonical forms (not of the
+/// validationTokens, which Graph may renew between resends of the same batch).
+pub fn batch_name(kind: Kind, items: &[ChangeNotification]) -> ObjectName {
+    let mut hasher = openssl::sha::Sha256::new();
+    for item in items {
+        hasher.update(&item.canonical());
+        hasher.update(b"\n");
+    }
+    ObjectName::new(
+        kind,
+        items.first().and_then(ChangeNotification::partition_date),
+        "batch",
+        &hex::encode(hasher.finish()),
+    )
+}
+
+/// Serializes a record (records are plain data; this cannot fail).
+pub fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec_pretty(record).expect("records always serialize"))
+}

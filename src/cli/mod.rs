@@ -1,0 +1,4 @@
+//! The operator's commands (the same binary the Functions host runs).
+
+pub mod archive_ops;
+pub mod decrypt;

@@ -1,0 +1,431 @@
+//! The notification path, top to bottom: parse -> clientState -> validationTokens -> persist the
+//! raw batch -> decrypt -> archive. The HTTP layer (`server`) only reads the body and maps the
+//! outcome to a status; every step here is a call into its module.
+//!
+//! Invariants:
+//! - nothing is answered 202 before it is persisted (an archive failure is a 503 so Graph retries);
+//! - nothing from a batch whose validationTokens fail is archived as an event;
+//! - clientState and token values are never logged or stored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use time::format_description::well_known::Rfc3339;
+
+use crate::archive::records::{
+    self, EventRecord, LifecycleRecord, QuarantineRecord, RawRecord, RejectedRecord,
+};
+use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
+use crate::graph::crypto::{self, DecryptError};
+use crate::graph::events::{EventKind, TeamsEvent};
+use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
+use crate::graph::tokens::TokenValidator;
+use crate::keys::{CertificateStore, DecryptionKey};
+
+/// Which Graph URL a body arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `notificationUrl`: change notifications.
+    Notifications,
+    /// `lifecycleNotificationUrl`: lifecycle notifications.
+    Lifecycle,
+}
+
+/// What happened to a request's items (for the log line and the tests).
+#[derive(Debug, Default, Clone)]
+pub struct Receipt {
+    /// Items in the body.
+    pub items: usize,
+    /// Items dropped for a wrong or missing clientState.
+    pub dropped_client_state: usize,
+    /// Items whose batch failed validationTokens (stored under `rejected/`, never as events).
+    pub rejected: usize,
+    /// Items archived as events (new or already there).
+    pub events: usize,
+    /// Items quarantined (not decryptable yet).
+    pub quarantined: usize,
+    /// Lifecycle items archived.
+    pub lifecycle: usize,
+    /// Objects that already existed (Graph resent something we had).
+    pub duplicates: usize,
+    /// Why the batch was rejected, if it was.
+    pub rejection: Option<String>,
+    /// The lifecycle notifications, for the subscription reactions.
+    pub lifecycle_items: Vec<ChangeNotification>,
+}
+
+/// Why a request could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// 400: the body is not a notification collection.
+    #[error("{0}")]
+    BadRequest(#[from] ParseError),
+    /// 503: something could not be persisted; Graph will retry.
+    #[error("{0}")]
+    Unavailable(#[from] ArchiveError),
+}
+
+/// Everything the notification path needs, shared by all requests.
+pub struct Receiver {
+    /// `NOTIFICATION_CLIENT_STATE`; `None` drops every item (fail closed).
+    pub client_state: Option<SecretString>,
+    pub archive: Arc<dyn Archive>,
+    pub keys: Arc<CertificateStore>,
+    /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
+    /// genuine, so they are rejected.
+    pub tokens: Option<Arc<TokenValidator>>,
+}
+
+/// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
+type KeyRef = (Option<String>, Option<String>);
+
+/// An item on its way to the archive.
+pub(crate) struct Pending {
+    pub(crate) name: ObjectName,
+    pub(crate) body: Bytes,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Event,
+    Quarantine,
+    Lifecycle,
+    Other,
+}
+
+impl Receiver {
+    /// Runs a body through the notification path.
+    pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
+        let received_at = now_rfc3339();
+        let collection = parse_collection(body)?;
+        let mut receipt = Receipt {
+            items: collection.value.len(),
+            ..Receipt::default()
+        };
+
+        let accepted: Vec<ChangeNotification> = collection
+            .value
+            .into_iter()
+            .filter(|item| {
+                let ok = self.client_state_matches(item.client_state.as_deref());
+                if !ok {
+                    receipt.dropped_client_state += 1;
+                    tracing::warn!(
+                        subscription_id = %item.subscription_id,
+                        reason = if self.client_state.is_none() { "NOTIFICATION_CLIENT_STATE is not configured" } else { "clientState does not match" },
+                        "notification dropped"
+                    );
+                }
+                ok
+            })
+            .collect();
+        if accepted.is_empty() {
+            return Ok(receipt);
+        }
+
+        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
+            .into_iter()
+            .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
+        let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
+
+        // validationTokens: once per request, only when the batch carries resource data.
+        if !rich.is_empty()
+            && let Err(reason) = self
+                .check_tokens(&collection.validation_tokens, &rich)
+                .await
+        {
+            let all: Vec<ChangeNotification> =
+                lifecycle.into_iter().chain(basic).chain(rich).collect();
+            receipt.rejected = all.len();
+            tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
+            let record = RejectedRecord {
+                received_at,
+                reason: reason.clone(),
+                notifications: all,
+            };
+            let name = records::batch_name(Kind::Rejected, &record.notifications);
+            self.archive
+                .put_if_absent(&name, records::to_json(&record))
+                .await?;
+            receipt.rejection = Some(reason);
+            return Ok(receipt);
+        }
+
+        let mut pending = Vec::with_capacity(lifecycle.len() + basic.len() + rich.len());
+        for item in &lifecycle {
+            pending.push(lifecycle_entry(&received_at, item));
+        }
+        for item in &basic {
+            pending.push(basic_event_entry(&received_at, item));
+        }
+        receipt.lifecycle_items = lifecycle;
+
+        if rich.is_empty() {
+            self.write_all(pending, &mut receipt).await?;
+            return Ok(receipt);
+        }
+
+        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
+        let raw = RawRecord {
+            received_at: received_at.clone(),
+            tokens_verified: true,
+            notifications: rich,
+        };
+        pending.push(Pending {
+            name: records::batch_name(Kind::Raw, &raw.notifications),
+            body: records::to_json(&raw),
+            outcome: Outcome::Other,
+        });
+        // Decryption (CPU) overlaps with these writes (I/O).
+        let (written, decrypted) = tokio::join!(
+            self.write_all(pending, &mut receipt),
+            self.decrypt_batch(&received_at, raw.notifications)
+        );
+        written?;
+        self.write_all(decrypted, &mut receipt).await?;
+        Ok(receipt)
+    }
+
+    fn client_state_matches(&self, got: Option<&str>) -> bool {
+        match (&self.client_state, got) {
+            (Some(expected), Some(got)) => {
+                let expected = expected.expose_secret().as_bytes();
+                expected.len() == got.len() && openssl::memcmp::eq(expected, got.as_bytes())
+            }
+            _ => false,
+        }
+    }
+
+    /// Every token valid, and every rich item's tenant covered by one.
+    async fn check_tokens(
+        &self,
+        tokens: &[String],
+        rich: &[ChangeNotification],
+    ) -> Result<(), String> {
+        let Some(validator) = &self.tokens else {
+            return Err("validationTokens cannot be checked: GRAPH_CLIENT_ID and GRAPH_TENANT_ID are not configured".into());
+        };
+        let validated = validator
+            .validate(tokens)
+            .await
+            .map_err(|e| e.to_string())?;
+        match rich
+            .iter()
+            .find(|i| !i.tenant().is_some_and(|t| validated.covers(t)))
+        {
+            Some(item) => Err(format!(
+                "no validation token covers the tenant of subscription {}",
+                item.subscription_id
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves keys (async: may refresh from Key Vault), then decrypts on the blocking pool,
+    /// spread over the cores.
+    async fn decrypt_batch(
+        &self,
+        received_at: &str,
+        items: Vec<ChangeNotification>,
+    ) -> Vec<Pending> {
+        let mut keys: HashMap<KeyRef, Option<Arc<DecryptionKey>>> = HashMap::new();
+        for item in &items {
+            let content = item
+                .encrypted_content
+                .as_ref()
+                .expect("rich items have content");
+            let wanted = (
+                content.encryption_certificate_id.clone(),
+                content.encryption_certificate_thumbprint.clone(),
+            );
+            if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(wanted) {
+                let (id, thumbprint) = slot.key();
+                let key = self
+                    .keys
+                    .resolve(id.as_deref(), thumbprint.as_deref())
+                    .await;
+                slot.insert(key);
+            }
+        }
+        let no_keys = self.keys.is_empty();
+        let keyed: Vec<(ChangeNotification, Result<Arc<DecryptionKey>, DecryptError>)> = items
+            .into_iter()
+            .map(|item| {
+                let content = item
+                    .encrypted_content
+                    .as_ref()
+                    .expect("rich items have content");
+                let id = content.encryption_certificate_id.clone();
+                let thumbprint = content.encryption_certificate_thumbprint.clone();
+                let key = keys
+                    .get(&(id.clone(), thumbprint.clone()))
+                    .cloned()
+                    .flatten()
+                    .ok_or(if no_keys {
+                        DecryptError::NoKeys
+                    } else {
+                        DecryptError::UnknownKey { id, thumbprint }
+                    });
+                (item, key)
+            })
+            .collect();
+
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = keyed.len().div_ceil(workers).max(1);
+        let mut tasks = Vec::new();
+        let mut rest = keyed;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            let part = std::mem::replace(&mut rest, tail);
+            let received_at = received_at.to_string();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|(item, key)| rich_entry(&received_at, item, key))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.extend(task.await.expect("decryption never panics"));
+        }
+        out
+    }
+
+    async fn write_all(
+        &self,
+        pending: Vec<Pending>,
+        receipt: &mut Receipt,
+    ) -> Result<(), ArchiveError> {
+        let results = futures::future::join_all(
+            pending
+                .iter()
+                .map(|p| self.archive.put_if_absent(&p.name, p.body.clone())),
+        )
+        .await;
+        for (p, result) in pending.iter().zip(results) {
+            match result? {
+                Written::Created => {}
+                Written::AlreadyExisted => receipt.duplicates += 1,
+            }
+            match p.outcome {
+                Outcome::Event => receipt.events += 1,
+                Outcome::Quarantine => receipt.quarantined += 1,
+                Outcome::Lifecycle => receipt.lifecycle += 1,
+                Outcome::Other => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
+    let canonical = item.canonical();
+    let record = LifecycleRecord {
+        received_at: received_at.to_string(),
+        lifecycle_event: item
+            .lifecycle_event
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
+        notification: item.clone(),
+    };
+    Pending {
+        name: records::item_name(Kind::Lifecycle, item, &canonical),
+        body: records::to_json(&record),
+        outcome: Outcome::Lifecycle,
+    }
+}
+
+fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
+    let kind = EventKind::of(None, item.resource_data.as_ref());
+    let summary = format!(
+        "{} {} {}",
+        kind.name(),
+        item.change_type.as_deref().unwrap_or("changed"),
+        item.resource.as_deref().unwrap_or("")
+    );
+    event_entry(received_at, item, kind, summary, None, None)
+}
+
+/// Decrypts one rich item into an event, or quarantines it with the reason.
+pub(crate) fn rich_entry(
+    received_at: &str,
+    item: ChangeNotification,
+    key: Result<Arc<DecryptionKey>, DecryptError>,
+) -> Pending {
+    let content = item
+        .encrypted_content
+        .as_ref()
+        .expect("rich items have content");
+    match key.and_then(|k| crypto::decrypt(content, &k.private_key).map(|v| (k, v))) {
+        Ok((key, payload)) => {
+            let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
+            let summary = TeamsEvent::read(kind, &payload).summary();
+            event_entry(
+                received_at,
+                &item,
+                kind,
+                summary,
+                Some(key.id.clone()),
+                Some(payload),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
+            quarantine_entry(received_at, item, &e)
+        }
+    }
+}
+
+fn event_entry(
+    received_at: &str,
+    item: &ChangeNotification,
+    kind: EventKind,
+    summary: String,
+    certificate_id: Option<String>,
+    payload: Option<serde_json::Value>,
+) -> Pending {
+    let canonical = item.canonical();
+    let record = EventRecord {
+        received_at: received_at.to_string(),
+        subscription_id: item.subscription_id.clone(),
+        tenant_id: item.tenant().map(str::to_string),
+        change_type: item.change_type.clone(),
+        resource: item.resource.clone(),
+        resource_data: item.resource_data.clone(),
+        event_kind: kind.name().to_string(),
+        rich: payload.is_some(),
+        certificate_id,
+        summary,
+        payload,
+    };
+    Pending {
+        name: records::item_name(Kind::Events, item, &canonical),
+        body: records::to_json(&record),
+        outcome: Outcome::Event,
+    }
+}
+
+fn quarantine_entry(received_at: &str, item: ChangeNotification, reason: &DecryptError) -> Pending {
+    let canonical = item.canonical();
+    let name = records::item_name(Kind::Quarantine, &item, &canonical);
+    let record = QuarantineRecord {
+        received_at: received_at.to_string(),
+        reason: reason.to_string(),
+        reason_code: reason.code().to_string(),
+        notification: item,
+    };
+    Pending {
+        name,
+        body: records::to_json(&record),
+        outcome: Outcome::Quarantine,
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("the current time formats as RFC 3339")
+}

@@ -1,0 +1,292 @@
+//! The custom handler's HTTP surface, as the Functions host calls it.
+//!
+//! With `enableForwardingHttpRequest`, the host forwards Graph's requests unchanged to the same
+//! path (`/api/notifications`, `/api/lifecycle`); the timer arrives as an invocation
+//! `POST /renew`; the host polls `GET /` until the handler answers. Handlers here are thin: they
+//! read the request and map the [`Receiver`]'s outcome to a status.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use warp::http::{StatusCode, header};
+use warp::{Buf, Filter, Rejection, Reply};
+
+use crate::receiver::{Endpoint, ReceiveError, Receiver};
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub struct AppState {
+    pub receiver: Arc<Receiver>,
+    /// `MAX_BODY_BYTES`.
+    pub max_body_bytes: u64,
+    /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
+    pub hooks: Option<Arc<dyn Hooks>>,
+}
+
+/// What the subscription side plugs into the server.
+#[async_trait::async_trait]
+pub trait Hooks: Send + Sync {
+    /// Reacts to archived lifecycle notifications; must return at once (work goes to a task).
+    fn lifecycle(&self, items: Vec<crate::graph::notification::ChangeNotification>);
+    /// Handles the timer invocation `POST /renew`: `(status, response body)`.
+    async fn renew(&self, body: Bytes) -> (u16, serde_json::Value);
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Every route, with rejections mapped to a status and a short reason.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let ready = warp::path::end()
+        .and(warp::get().or(warp::head()).unify())
+        .map(|| "ready");
+
+    let notifications = endpoint("notifications", Endpoint::Notifications, state.clone());
+    let lifecycle = endpoint("lifecycle", Endpoint::Lifecycle, state.clone());
+
+    let renew_state = state.clone();
+    let renew = warp::path!("renew")
+        .and(warp::post())
+        .and(body_limited(state.max_body_bytes))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = renew_state.clone();
+            async move { Ok::<_, Rejection>(renew(state, body).await) }
+        });
+
+    // Known paths answer 405 to other methods, with `Allow`.
+    let known = warp::path!("api" / "notifications")
+        .or(warp::path!("api" / "lifecycle"))
+        .unify()
+        .or(warp::path!("renew"))
+        .unify()
+        .map(|| {
+            warp::reply::with_header(
+                warp::reply::with_status("method not allowed", StatusCode::METHOD_NOT_ALLOWED),
+                header::ALLOW,
+                "POST",
+            )
+        });
+
+    ready
+        .map(Reply::into_response)
+        .or(notifications.map(Reply::into_response))
+        .unify()
+        .or(lifecycle.map(Reply::into_response))
+        .unify()
+        .or(renew.map(Reply::into_response))
+        .unify()
+        .or(known.map(Reply::into_response))
+        .unify()
+        .recover(recover)
+}
+
+fn endpoint(
+    name: &'static str,
+    which: Endpoint,
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path(name))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and_then(move |query: String, length: Option<u64>, body| {
+            let state = state.clone();
+            async move { Ok::<_, Rejection>(notify(state, which, query, length, body).await) }
+        })
+}
+
+/// The notification and lifecycle URLs: the validation handshake, or a batch.
+async fn notify<S, B>(
+    state: AppState,
+    which: Endpoint,
+    query: String,
+    length: Option<u64>,
+    body: S,
+) -> warp::reply::Response
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: Buf,
+{
+    // Graph's handshake: echo the URL-decoded token as text/plain, whatever the body, at once.
+    if let Some(token) = validation_token(&query) {
+        tracing::info!(endpoint = ?which, "validation handshake answered");
+        return warp::reply::with_header(token, header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .into_response();
+    }
+    let body = match read_limited(length, body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let started = Instant::now();
+    match state.receiver.receive(which, &body).await {
+        Ok(receipt) => {
+            tracing::info!(
+                endpoint = ?which,
+                items = receipt.items,
+                events = receipt.events,
+                quarantined = receipt.quarantined,
+                lifecycle = receipt.lifecycle,
+                dropped_client_state = receipt.dropped_client_state,
+                rejected = receipt.rejected,
+                duplicates = receipt.duplicates,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "notifications accepted"
+            );
+            if !receipt.lifecycle_items.is_empty()
+                && let Some(hooks) = &state.hooks
+            {
+                hooks.lifecycle(receipt.lifecycle_items);
+            }
+            // Graph's advice: the same answer whether or not validation passed.
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(ReceiveError::BadRequest(e)) => {
+            tracing::warn!(endpoint = ?which, reason = %e, "bad notification body");
+            warp::reply::with_status(e.to_string(), StatusCode::BAD_REQUEST).into_response()
+        }
+        Err(ReceiveError::Unavailable(e)) => {
+            tracing::error!(endpoint = ?which, reason = %e, "archive unavailable: answering 503 so Graph retries");
+            warp::reply::with_status(
+                "archive unavailable, retry later",
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let Some(hooks) = &state.hooks else {
+        let reply = serde_json::json!({
+            "Outputs": {},
+            "Logs": ["renew: Graph access is not configured (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, SUBSCRIPTIONS_FILE); nothing to do"],
+            "ReturnValue": {"skipped": true}
+        });
+        return warp::reply::json(&reply).into_response();
+    };
+    let (status, reply) = hooks.renew(body).await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+}
+
+/// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).
+pub fn validation_token(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "validationToken")
+        .map(|(_, v)| v.into_owned())
+}
+
+#[derive(Debug)]
+enum BodyError {
+    TooLarge(u64),
+    Read(String),
+}
+
+fn body_error(e: BodyError) -> warp::reply::Response {
+    match e {
+        BodyError::TooLarge(limit) => {
+            tracing::warn!(limit, "notification body over MAX_BODY_BYTES");
+            warp::reply::with_status(
+                format!("body larger than {limit} bytes"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+            .into_response()
+        }
+        BodyError::Read(reason) => {
+            tracing::warn!(%reason, "could not read the request body");
+            warp::reply::with_status("could not read the body", StatusCode::BAD_REQUEST)
+                .into_response()
+        }
+    }
+}
+
+/// Reads a body of at most `limit` bytes, whether or not it declares its length.
+async fn read_limited<S, B>(
+    length: Option<u64>,
+    mut body: S,
+    limit: u64,
+) -> Result<Bytes, BodyError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: Buf,
+{
+    if length.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut buf = BytesMut::with_capacity(length.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if (buf.len() + chunk.remaining()) as u64 > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn body_limited(
+    limit: u64,
+) -> impl Filter<Extract = (Result<Bytes, BodyError>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |length, body| read_limited(length, body, limit))
+}
+
+async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, reason) = if err.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if err.find::<warp::reject::InvalidHeader>().is_some() {
+        (StatusCode::BAD_REQUEST, "invalid header")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    tracing::debug!(?err, "request rejected");
+    Ok(warp::reply::with_status(reason, status).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validation_token;
+
+    #[test]
+    fn tokens_are_form_decoded() {
+        assert_eq!(
+            validation_token("validationToken=Validation%3a+Testing+client+application+reachability+for+subscription+Request-Id%3a+b9a3e4e1").as_deref(),
+            Some("Validation: Testing client application reachability for subscription Request-Id: b9a3e4e1")
+        );
+        assert_eq!(
+            validation_token("code=abc&validationToken=a%2Bb%20c").as_deref(),
+            Some("a+b c")
+        );
+        assert_eq!(validation_token("code=abc"), None);
+        assert_eq!(validation_token("validationToken=").as_deref(), Some(""));
+    }
+}

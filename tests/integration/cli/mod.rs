@@ -1,0 +1,141 @@
+//! The `handler` binary as the Functions host and an operator run it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use teams_notifications::graph::crypto;
+use teams_notifications::keys::dev;
+
+fn handler() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_handler"));
+    // A clean environment: only what each test sets (plus PATH for the dynamic loader).
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn version_is_printed() {
+    let out = handler().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("handler {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn without_arguments_it_serves_on_the_host_port_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = handler()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("ARCHIVE_DIR", dir.path())
+        .env("NOTIFICATION_CLIENT_STATE", "s")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(&url).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler never answered GET /"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .post(format!(
+            "{url}/api/notifications?validationToken=Validation%3a+Testing"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "Validation: Testing");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_bad_setting_is_named_and_the_exit_code_is_nonzero() {
+    let out = handler()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", "http")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FUNCTIONS_CUSTOMHANDLER_PORT"));
+}
+
+#[test]
+fn decrypt_reads_a_captured_notification_with_the_configured_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dev::self_signed("cert-2026", 30);
+    let pem = dir.path().join("notify.pem");
+    std::fs::write(&pem, dev::to_pem(&key).unwrap()).unwrap();
+    let payload =
+        br##"{"@odata.type":"#microsoft.graph.callevent","eventType":"callEnded","id":"n1"}"##;
+    let content = crypto::encrypt(payload, &key.certificate, "cert-2026").unwrap();
+    let item = serde_json::json!({"subscriptionId": "s1", "changeType": "updated", "tenantId": "t",
+        "resourceData": {"@odata.type": "#microsoft.graph.callevent"}, "encryptedContent": content});
+    let file = dir.path().join("captured.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"value": [item], "validationTokens": ["x"]}).to_string(),
+    )
+    .unwrap();
+
+    let out = handler()
+        .args(["decrypt", file.to_str().unwrap()])
+        .env(
+            "NOTIFICATION_CERTIFICATES",
+            format!("cert-2026={}", pem.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decoded[0]["eventKind"], "callevent");
+    assert_eq!(decoded[0]["certificateId"], "cert-2026");
+    assert_eq!(decoded[0]["payload"]["eventType"], "callEnded");
+
+    // Without the key: a clear per-item error and a failing exit code.
+    let out = handler()
+        .args(["decrypt", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decoded[0]["reasonCode"], "noKeys");
+}

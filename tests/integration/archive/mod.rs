@@ -358,3 +358,64 @@ async fn blob_archive_that_never_answers_fails_instead_of_hanging() {
         started.elapsed()
     );
 }
+
+/// Collects everything the SDK and the backend log, at every level.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn blob_traffic_never_logs_the_key_or_the_signature() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Thread-local: this current-thread runtime runs the SDK's tasks on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut azurite = Azurite::start_private();
+    let archive = BlobArchive::from_connection_string(
+        &SecretString::from(azurite::connection_string(azurite.endpoint())),
+        &azurite::unique_container("logs"),
+    )
+    .await
+    .unwrap();
+    let n = name(Kind::Events, Some((2026, 1, 2)), "sub", 1);
+    archive.put_if_absent(&n, json("x")).await.unwrap();
+    archive.put_if_absent(&n, json("x")).await.unwrap();
+    archive.get(&n).await.unwrap();
+    archive.list(Kind::Events).await.unwrap();
+    azurite.stop();
+    let failed = archive
+        .put_if_absent(&name(Kind::Events, None, "sub", 2), json("y"))
+        .await;
+    assert!(failed.is_err());
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("sig=REDACTED"),
+        "the SDK's request log was captured (else this test proves nothing):\n{text}"
+    );
+    assert!(
+        !text.contains(azurite::ACCOUNT_KEY),
+        "the account key was logged"
+    );
+    let leaked: Vec<&str> = text
+        .match_indices("sig=")
+        .map(|(i, _)| &text[i..(i + 20).min(text.len())])
+        .filter(|s| !s.starts_with("sig=REDACTED"))
+        .collect();
+    assert!(leaked.is_empty(), "signatures in the logs: {leaked:?}");
+}

@@ -170,15 +170,23 @@ impl KeyVaultSource {
     pub async fn load(&self) -> Result<Vec<DecryptionKey>, KeyError> {
         let versions = self.enabled_versions().await?;
         let listed = versions.len();
-        let results: Vec<(String, Result<DecryptionKey, KeyError>)> =
-            futures::stream::iter(versions)
-                .map(|v| async move {
-                    let key = self.load_version(&v).await;
-                    (v.version, key)
-                })
-                .buffered(CONCURRENT_SECRET_READS)
-                .collect()
-                .await;
+        let mut versions = versions.into_iter();
+        let mut results: Vec<(String, Result<DecryptionKey, KeyError>)> = Vec::new();
+        // The first read goes alone: it meets the secrets client's challenge, so the concurrent
+        // reads after it carry a token instead of each drawing a 401.
+        if let Some(first) = versions.next() {
+            let key = self.load_version(&first).await;
+            results.push((first.version, key));
+        }
+        let rest: Vec<_> = futures::stream::iter(versions)
+            .map(|v| async move {
+                let key = self.load_version(&v).await;
+                (v.version, key)
+            })
+            .buffered(CONCURRENT_SECRET_READS)
+            .collect()
+            .await;
+        results.extend(rest);
 
         let mut keys = Vec::with_capacity(results.len());
         for (version, result) in results {

@@ -119,7 +119,8 @@ enum Source {
     /// Nothing configured: rich notifications are quarantined until a key is added.
     None,
     Local(local::LocalSource),
-    KeyVault(keyvault::KeyVaultSource),
+    /// Boxed: the two SDK clients are large and this is one of a few variants.
+    KeyVault(Box<keyvault::KeyVaultSource>),
 }
 
 /// The live set of keys, shared by every request. Lookups never wait on I/O: a refresh swaps
@@ -165,7 +166,7 @@ impl CertificateStore {
     /// Loads every enabled version of a Key Vault certificate.
     pub async fn from_key_vault(source: keyvault::KeyVaultSource) -> Result<Self, KeyError> {
         let keys = source.load().await?;
-        Ok(Self::with_source(Source::KeyVault(source), keys))
+        Ok(Self::with_source(Source::KeyVault(Box::new(source)), keys))
     }
 
     /// Sets the minimum interval between refreshes on unknown ids (tests shorten it).

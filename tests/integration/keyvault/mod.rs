@@ -161,6 +161,12 @@ async fn a_rotation_loads_every_enabled_version_across_pages_after_the_challenge
     // Challenge authentication: the first request carried no token and was answered 401...
     assert_eq!(seen[0].authorization, None);
     assert_eq!(seen[0].status, 401);
+    // ...once per client (certificates, secrets): after that the challenge's scope is known.
+    assert_eq!(
+        seen.iter().filter(|r| r.status == 401).count(),
+        2,
+        "{seen:#?}"
+    );
     // ...then the credential was asked for the challenge's resource, and every later successful
     // request carried its token.
     assert!(
@@ -279,11 +285,63 @@ async fn an_unusable_version_is_skipped_and_the_others_load() {
     ])
     .await;
 
-    let keys = s.source.load().await.unwrap();
+    let logs = CapturedLogs::default();
+    let keys = {
+        let _guard = tracing::subscriber::set_default(logs.subscriber());
+        s.source.load().await.unwrap()
+    };
     assert_eq!(ids(&keys), vec![format!("{NAME}.g0")]);
     assert_eq!(keys[0].thumbprint, good.thumbprint());
     // Each bad version was read (and rejected), not silently ignored.
     assert_eq!(secret_reads(&s.vault).len(), 6);
+
+    // One warning per skipped version, naming it; no secret material in any log line.
+    let logs = logs.text();
+    for version in ["c0", "b0", "t0", "n0", "m0"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains(&format!("version={version}"))),
+            "no warning for {version}:\n{logs}"
+        );
+    }
+    let other_pem = other.pem();
+    let key_body: Vec<&str> = other_pem.lines().skip(1).take(3).collect();
+    for line in key_body {
+        assert!(!logs.contains(line), "secret material in the logs:\n{logs}");
+    }
+    assert!(!logs.contains("PRIVATE KEY"), "{logs}");
+    assert!(!logs.contains(TOKEN), "{logs}");
+}
+
+/// Everything logged (at every level) while a guard from [`CapturedLogs::subscriber`] is set.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let sink = self.0.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || CapturedWriter(sink.clone()))
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -7,3 +7,4 @@ mod azurite;
 mod cli;
 mod server;
 mod support;
+mod keyvault;

@@ -7,8 +7,11 @@
 //!   Teams events, the subscriptions API.
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
 //! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends.
+//! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
+//!   validationTokens) for `handler demo`, `handler simulate` and the tests.
 
 pub mod archive;
 pub mod config;
 pub mod graph;
+pub mod issuer;
 pub mod keys;

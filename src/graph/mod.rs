@@ -3,3 +3,4 @@
 //! Graph).
 
 pub mod notification;
+pub mod tokens;

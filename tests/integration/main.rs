@@ -1,3 +1,5 @@
 //! The integration tests: one crate, one module per area. Outside services that cannot run here
 //! (Graph, Entra ID, Key Vault, the Functions host) are fakes speaking their documented wire
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
+
+mod tokens;

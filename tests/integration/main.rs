@@ -8,3 +8,4 @@ mod cli;
 mod server;
 mod support;
 mod keyvault;
+mod tokens;

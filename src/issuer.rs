@@ -29,8 +29,8 @@ use crate::graph::tokens::GRAPH_PUBLISHER_APP_ID;
 pub enum IssuerError {
     #[error("cannot generate an RSA key: {0}")]
     Key(#[from] openssl::error::ErrorStack),
-    #[error("cannot listen on 127.0.0.1: {0}")]
-    Bind(#[from] std::io::Error),
+    #[error("issuer I/O (listening on 127.0.0.1, or its key file): {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Which of Entra ID's token formats to mint.
@@ -144,7 +144,30 @@ struct IssuerKey {
 
 impl IssuerKey {
     fn generate() -> Result<Self, IssuerError> {
-        let rsa = Rsa::generate(2048)?;
+        Self::from_rsa(Rsa::generate(2048)?)
+    }
+
+    /// The key in a PEM file, created (RSA-2048, mode 0600) when missing: a stable `kid`.
+    fn load_or_create(path: &std::path::Path) -> Result<Self, IssuerError> {
+        match std::fs::read(path) {
+            Ok(pem) => Self::from_rsa(Rsa::private_key_from_pem(&pem)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let rsa = Rsa::generate(2048)?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                std::io::Write::write_all(&mut options.open(path)?, &rsa.private_key_to_pem()?)?;
+                Self::from_rsa(rsa)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn from_rsa(rsa: Rsa<Private>) -> Result<Self, IssuerError> {
         let jwk_n = URL_SAFE_NO_PAD.encode(rsa.n().to_vec());
         let jwk_e = URL_SAFE_NO_PAD.encode(rsa.e().to_vec());
         let private = PKey::from_rsa(rsa)?;
@@ -199,7 +222,25 @@ impl LocalIssuer {
         let first = tokio::task::spawn_blocking(IssuerKey::generate)
             .await
             .expect("RSA key generation does not panic")?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::serve(first, 0).await
+    }
+
+    /// Serves on `127.0.0.1:port` (0 = any) with the key kept in `key_path` (created if
+    /// missing), so a handler configured with this `AUTHORITY_HOST` keeps trusting it across
+    /// runs: what `handler simulate` uses.
+    pub async fn start_persistent(
+        port: u16,
+        key_path: &std::path::Path,
+    ) -> Result<Self, IssuerError> {
+        let path = key_path.to_path_buf();
+        let key = tokio::task::spawn_blocking(move || IssuerKey::load_or_create(&path))
+            .await
+            .expect("RSA key loading does not panic")?;
+        Self::serve(key, port).await
+    }
+
+    async fn serve(first: IssuerKey, port: u16) -> Result<Self, IssuerError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared {
             authority: format!("http://127.0.0.1:{port}"),

@@ -5,7 +5,8 @@
 mod archive;
 mod azurite;
 mod cli;
+mod keyvault;
+mod rich;
 mod server;
 mod support;
-mod keyvault;
 mod tokens;

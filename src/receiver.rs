@@ -299,18 +299,20 @@ impl Receiver {
         pending: Vec<Pending>,
         receipt: &mut Receipt,
     ) -> Result<(), ArchiveError> {
-        let results = futures::future::join_all(
-            pending
-                .iter()
-                .map(|p| self.archive.put_if_absent(&p.name, p.body.clone())),
-        )
-        .await;
-        for (p, result) in pending.iter().zip(results) {
-            match result? {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let outcomes: Vec<Outcome> = pending.iter().map(|p| p.outcome).collect();
+        let written = self
+            .archive
+            .put_all_if_absent(pending.into_iter().map(|p| (p.name, p.body)).collect())
+            .await?;
+        for (outcome, written) in outcomes.into_iter().zip(written) {
+            match written {
                 Written::Created => {}
                 Written::AlreadyExisted => receipt.duplicates += 1,
             }
-            match p.outcome {
+            match outcome {
                 Outcome::Event => receipt.events += 1,
                 Outcome::Quarantine => receipt.quarantined += 1,
                 Outcome::Lifecycle => receipt.lifecycle += 1,

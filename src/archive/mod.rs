@@ -167,6 +167,22 @@ pub enum ArchiveError {
 pub trait Archive: Send + Sync {
     /// Stores `body` under `name` unless an object of that name exists.
     async fn put_if_absent(&self, name: &ObjectName, body: Bytes) -> Result<Written, ArchiveError>;
+    /// Stores a request's objects, each create-if-absent; `Ok` only when every one is durable.
+    /// The default writes them concurrently; a backend may do better with the whole batch at
+    /// once (the filesystem syncs once per batch instead of once per file).
+    async fn put_all_if_absent(
+        &self,
+        objects: Vec<(ObjectName, Bytes)>,
+    ) -> Result<Vec<Written>, ArchiveError> {
+        futures::future::join_all(
+            objects
+                .iter()
+                .map(|(name, body)| self.put_if_absent(name, body.clone())),
+        )
+        .await
+        .into_iter()
+        .collect()
+    }
     /// Reads an object; `Ok(None)` when it does not exist.
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError>;
     /// Lists every object under `kind`, in name order.

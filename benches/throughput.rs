@@ -131,6 +131,21 @@ fn openssl_speed_rsa2048() -> Option<f64> {
     nums.len().checked_sub(2).map(|i| nums[i])
 }
 
+/// `graph::crypto::decrypt` of a meeting notification per second, one thread.
+fn decrypt_loop(key: &teams_notifications::keys::DecryptionKey) -> f64 {
+    let step = &simulate::steps(Scenario::Meeting, 0)[1];
+    let plaintext = serde_json::to_vec(&step.payload).unwrap();
+    let content =
+        teams_notifications::graph::crypto::encrypt(&plaintext, &key.certificate, &key.id).unwrap();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        teams_notifications::graph::crypto::decrypt(&content, &key.private_key).unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 /// RSA-2048 OAEP decryptions per second in this process, one thread.
 fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
     let rsa = key.certificate.public_key().unwrap().rsa().unwrap();
@@ -148,6 +163,39 @@ fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
         n += 1;
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// An archive that keeps nothing: isolates the cost of the path from the cost of storage.
+struct Discard;
+
+#[async_trait::async_trait]
+impl Archive for Discard {
+    async fn put_if_absent(
+        &self,
+        _: &teams_notifications::archive::ObjectName,
+        _: bytes::Bytes,
+    ) -> Result<teams_notifications::archive::Written, teams_notifications::archive::ArchiveError>
+    {
+        Ok(teams_notifications::archive::Written::Created)
+    }
+    async fn get(
+        &self,
+        _: &teams_notifications::archive::ObjectName,
+    ) -> Result<Option<bytes::Bytes>, teams_notifications::archive::ArchiveError> {
+        Ok(None)
+    }
+    async fn list(
+        &self,
+        _: teams_notifications::archive::Kind,
+    ) -> Result<
+        Vec<teams_notifications::archive::ObjectName>,
+        teams_notifications::archive::ArchiveError,
+    > {
+        Ok(Vec::new())
+    }
+    fn location(&self) -> String {
+        "nowhere".into()
+    }
 }
 
 fn main() {
@@ -205,7 +253,21 @@ fn main() {
     let per_core = total as f64 / cpu;
     let per_sec = total as f64 / wall;
 
+    // The same path with an archive that stores nothing: what storage costs.
+    let discard = Receiver {
+        client_state: Some(CLIENT_STATE.to_string().into()),
+        archive: Arc::new(Discard),
+        keys: r.keys.clone(),
+        tokens: r.tokens.clone(),
+    };
+    let cpu0 = cpu_time();
+    for body in &bodies {
+        rt.block_on(discard.receive(Endpoint::Notifications, body))
+            .unwrap();
+    }
+    let no_storage_per_core = total as f64 / (cpu_time() - cpu0).as_secs_f64();
     let oaep = inprocess_oaep(&key);
+    let decrypt_only = decrypt_loop(&key);
     let speed = openssl_speed_rsa2048();
 
     // Latency of batches of 100 over HTTP on loopback (the real server).
@@ -250,6 +312,10 @@ fn main() {
         }
         None => println!("  `openssl speed` unavailable"),
     }
+    println!(
+        "  {no_storage_per_core:>9.0} notifications per CPU-second with an archive that stores nothing"
+    );
+    println!("  {decrypt_only:>9.0} whole decryptions/s (unwrap + HMAC + AES + JSON), one core");
     println!(
         "  ratio rich path / in-process OAEP: {:.1}%",
         100.0 * per_core / oaep

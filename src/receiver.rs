@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::records::{
-    self, EventRecord, LifecycleRecord, QuarantineRecord, RawRecord, RejectedRecord,
+    self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord,
 };
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
@@ -80,6 +80,13 @@ pub struct Receiver {
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
 type KeyRef = (Option<String>, Option<String>);
+
+/// A rich item, its canonical bytes, and the key that should open it.
+type Keyed = (
+    ChangeNotification,
+    Vec<u8>,
+    Result<Arc<DecryptionKey>, DecryptError>,
+);
 
 /// An item on its way to the archive.
 pub(crate) struct Pending {
@@ -146,7 +153,19 @@ impl Receiver {
                 reason: reason.clone(),
                 notifications: all,
             };
-            let name = records::batch_name(Kind::Rejected, &record.notifications);
+            let canonicals: Vec<Vec<u8>> = record
+                .notifications
+                .iter()
+                .map(ChangeNotification::canonical)
+                .collect();
+            let name = records::batch_name(
+                Kind::Rejected,
+                record
+                    .notifications
+                    .first()
+                    .and_then(ChangeNotification::partition_date),
+                canonicals.iter().map(Vec::as_slice),
+            );
             self.archive
                 .put_if_absent(&name, records::to_json(&record))
                 .await?;
@@ -169,20 +188,21 @@ impl Receiver {
         }
 
         // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
-        let raw = RawRecord {
-            received_at: received_at.clone(),
-            tokens_verified: true,
-            notifications: rich,
-        };
+        // Each item's canonical form is computed once, for the raw batch and the item's name.
+        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
         pending.push(Pending {
-            name: records::batch_name(Kind::Raw, &raw.notifications),
-            body: records::to_json(&raw),
+            name: records::batch_name(
+                Kind::Raw,
+                rich.first().and_then(ChangeNotification::partition_date),
+                canonicals.iter().map(Vec::as_slice),
+            ),
+            body: records::raw_record_json(&received_at, &canonicals),
             outcome: Outcome::Other,
         });
         // Decryption (CPU) overlaps with these writes (I/O).
         let (written, decrypted) = tokio::join!(
             self.write_all(pending, &mut receipt),
-            self.decrypt_batch(&received_at, raw.notifications)
+            self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
         );
         written?;
         self.write_all(decrypted, &mut receipt).await?;
@@ -229,10 +249,10 @@ impl Receiver {
     async fn decrypt_batch(
         &self,
         received_at: &str,
-        items: Vec<ChangeNotification>,
+        items: Vec<(ChangeNotification, Vec<u8>)>,
     ) -> Vec<Pending> {
         let mut keys: HashMap<KeyRef, Option<Arc<DecryptionKey>>> = HashMap::new();
-        for item in &items {
+        for (item, _) in &items {
             let content = item
                 .encrypted_content
                 .as_ref()
@@ -251,9 +271,9 @@ impl Receiver {
             }
         }
         let no_keys = self.keys.is_empty();
-        let keyed: Vec<(ChangeNotification, Result<Arc<DecryptionKey>, DecryptError>)> = items
+        let keyed: Vec<Keyed> = items
             .into_iter()
-            .map(|item| {
+            .map(|(item, canonical)| {
                 let content = item
                     .encrypted_content
                     .as_ref()
@@ -269,7 +289,7 @@ impl Receiver {
                     } else {
                         DecryptError::UnknownKey { id, thumbprint }
                     });
-                (item, key)
+                (item, canonical, key)
             })
             .collect();
 
@@ -283,7 +303,7 @@ impl Receiver {
             let received_at = received_at.to_string();
             tasks.push(tokio::task::spawn_blocking(move || {
                 part.into_iter()
-                    .map(|(item, key)| rich_entry(&received_at, item, key))
+                    .map(|(item, canonical, key)| rich_entry(&received_at, item, canonical, key))
                     .collect::<Vec<_>>()
             }));
         }
@@ -348,13 +368,14 @@ fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
         item.change_type.as_deref().unwrap_or("changed"),
         item.resource.as_deref().unwrap_or("")
     );
-    event_entry(received_at, item, kind, summary, None, None)
+    event_entry(received_at, item, &item.canonical(), kind, summary, None)
 }
 
 /// Decrypts one rich item into an event, or quarantines it with the reason.
 pub(crate) fn rich_entry(
     received_at: &str,
     item: ChangeNotification,
+    canonical: Vec<u8>,
     key: Result<Arc<DecryptionKey>, DecryptError>,
 ) -> Pending {
     let content = item
@@ -368,28 +389,29 @@ pub(crate) fn rich_entry(
             event_entry(
                 received_at,
                 &item,
+                &canonical,
                 kind,
                 summary,
-                Some(key.id.clone()),
-                Some(payload),
+                Some((key.id.clone(), payload)),
             )
         }
         Err(e) => {
             tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
-            quarantine_entry(received_at, item, &e)
+            quarantine_entry(received_at, item, &canonical, &e)
         }
     }
 }
 
+/// An event record; `decrypted` is `(certificate id, payload)` for rich notifications.
 fn event_entry(
     received_at: &str,
     item: &ChangeNotification,
+    canonical: &[u8],
     kind: EventKind,
     summary: String,
-    certificate_id: Option<String>,
-    payload: Option<serde_json::Value>,
+    decrypted: Option<(String, serde_json::Value)>,
 ) -> Pending {
-    let canonical = item.canonical();
+    let (certificate_id, payload) = decrypted.unzip();
     let record = EventRecord {
         received_at: received_at.to_string(),
         subscription_id: item.subscription_id.clone(),
@@ -404,15 +426,19 @@ fn event_entry(
         payload,
     };
     Pending {
-        name: records::item_name(Kind::Events, item, &canonical),
+        name: records::item_name(Kind::Events, item, canonical),
         body: records::to_json(&record),
         outcome: Outcome::Event,
     }
 }
 
-fn quarantine_entry(received_at: &str, item: ChangeNotification, reason: &DecryptError) -> Pending {
-    let canonical = item.canonical();
-    let name = records::item_name(Kind::Quarantine, &item, &canonical);
+fn quarantine_entry(
+    received_at: &str,
+    item: ChangeNotification,
+    canonical: &[u8],
+    reason: &DecryptError,
+) -> Pending {
+    let name = records::item_name(Kind::Quarantine, &item, canonical);
     let record = QuarantineRecord {
         received_at: received_at.to_string(),
         reason: reason.to_string(),

@@ -96,21 +96,55 @@ pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> Obj
 
 /// The name of a batch's object under `kind`: the hash of its items' canonical forms (not of the
 /// validationTokens, which Graph may renew between resends of the same batch).
-pub fn batch_name(kind: Kind, items: &[ChangeNotification]) -> ObjectName {
+pub fn batch_name<'a>(
+    kind: Kind,
+    date: Option<(i32, u8, u8)>,
+    canonicals: impl IntoIterator<Item = &'a [u8]>,
+) -> ObjectName {
     let mut hasher = openssl::sha::Sha256::new();
-    for item in items {
-        hasher.update(&item.canonical());
+    for canonical in canonicals {
+        hasher.update(canonical);
         hasher.update(b"\n");
     }
-    ObjectName::new(
-        kind,
-        items.first().and_then(ChangeNotification::partition_date),
-        "batch",
-        &hex::encode(hasher.finish()),
-    )
+    ObjectName::new(kind, date, "batch", &hex::encode(hasher.finish()))
 }
 
-/// Serializes a record (records are plain data; this cannot fail).
+/// A [`RawRecord`]'s JSON, spliced from the items' canonical bytes (already computed for their
+/// names) instead of serializing every item again: the raw batch is on the hot path.
+pub fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Bytes {
+    let size = canonicals.iter().map(|c| c.len() + 1).sum::<usize>() + 96;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"receivedAt\":");
+    out.extend(serde_json::to_vec(received_at).expect("strings serialize"));
+    out.extend_from_slice(b",\"tokensVerified\":true,\"notifications\":[");
+    for (i, c) in canonicals.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(b"]}");
+    bytes::Bytes::from(out)
+}
+
+/// Serializes a record, compact (records are plain data; this cannot fail).
 pub fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
-    bytes::Bytes::from(serde_json::to_vec_pretty(record).expect("records always serialize"))
+    bytes::Bytes::from(serde_json::to_vec(record).expect("records always serialize"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::notification::parse_collection;
+
+    #[test]
+    fn the_spliced_raw_record_reads_back_as_a_raw_record() {
+        let c = parse_collection(br#"{"value":[{"subscriptionId":"a","encryptedContent":{"data":"x"}},{"subscriptionId":"b","x":[1]}]}"#).unwrap();
+        let canonicals: Vec<Vec<u8>> = c.value.iter().map(ChangeNotification::canonical).collect();
+        let raw: RawRecord =
+            serde_json::from_slice(&raw_record_json("2026-11-23T00:00:00Z", &canonicals)).unwrap();
+        assert!(raw.tokens_verified);
+        assert_eq!(raw.notifications.len(), 2);
+        assert_eq!(raw.notifications[1].canonical(), canonicals[1]);
+    }
 }

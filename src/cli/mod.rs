@@ -2,3 +2,4 @@
 
 pub mod archive_ops;
 pub mod decrypt;
+pub mod subscriptions;

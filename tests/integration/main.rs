@@ -4,4 +4,5 @@
 
 mod cli;
 mod server;
+mod subscriptions;
 mod support;

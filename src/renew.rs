@@ -23,7 +23,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -111,18 +111,28 @@ pub enum SetupError {
     Http(String),
 }
 
+/// Graph's limit on `clientState`.
+pub const MAX_CLIENT_STATE_CHARS: usize = 128;
+
 impl Delivery {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        let client_state = config
+            .client_state
+            .clone()
+            .ok_or(SetupError::Missing("NOTIFICATION_CLIENT_STATE"))?;
+        if client_state.expose_secret().chars().count() > MAX_CLIENT_STATE_CHARS {
+            return Err(SetupError::Config(ConfigError {
+                name: "NOTIFICATION_CLIENT_STATE",
+                reason: format!("Graph accepts at most {MAX_CLIENT_STATE_CHARS} characters"),
+            }));
+        }
         Ok(Delivery {
             notification_url: config
                 .notification_url
                 .clone()
                 .ok_or(SetupError::Missing("NOTIFICATION_URL"))?,
             lifecycle_notification_url: config.lifecycle_notification_url.clone(),
-            client_state: config
-                .client_state
-                .clone()
-                .ok_or(SetupError::Missing("NOTIFICATION_CLIENT_STATE"))?,
+            client_state,
         })
     }
 
@@ -913,6 +923,27 @@ mod tests {
         assert_eq!(binding["type"], "timerTrigger");
         assert_eq!(binding["name"], TIMER_BINDING);
         assert_eq!(binding["schedule"], "%RENEW_SCHEDULE%");
+    }
+
+    #[test]
+    fn delivery_needs_the_url_and_a_client_state_graph_accepts() {
+        let config = |state: &str| {
+            Config::from_lookup(|k| match k {
+                "NOTIFICATION_URL" => Some("https://x.example/api/notifications".into()),
+                "NOTIFICATION_CLIENT_STATE" => Some(state.into()),
+                _ => None,
+            })
+            .unwrap()
+        };
+        assert!(Delivery::from_config(&config(&"s".repeat(128))).is_ok());
+        let err = Delivery::from_config(&config(&"s".repeat(129))).unwrap_err();
+        assert!(err.to_string().contains("128"), "{err}");
+        assert!(!err.to_string().contains("sss"));
+        let err = Delivery::from_config(&Config::from_lookup(|_| None).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("NOTIFICATION_CLIENT_STATE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -647,11 +647,26 @@ pub fn normalize_change_type(value: &str) -> Result<String, String> {
     Ok(out.join(","))
 }
 
-/// Resource paths compare without leading/trailing `/` and case-insensitively (OData paths are).
+/// Resource paths compare without leading/trailing `/`, case-insensitively (OData paths are),
+/// and whatever the depth of percent-encoding: should Graph echo `joinWebUrl` encoded once less
+/// (or more) than we sent it, the subscription still matches instead of being created again on
+/// every run.
 pub fn same_resource(a: &str, b: &str) -> bool {
-    a.trim()
-        .trim_matches('/')
-        .eq_ignore_ascii_case(b.trim().trim_matches('/'))
+    canonical_resource(a) == canonical_resource(b)
+}
+
+fn canonical_resource(r: &str) -> String {
+    let mut s = r.trim().trim_matches('/').to_string();
+    for _ in 0..4 {
+        let decoded = percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == s {
+            break;
+        }
+        s = decoded;
+    }
+    s.to_lowercase()
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -1626,6 +1641,20 @@ mod tests {
         .unwrap();
         assert!(desired.matches(&existing, "https://app.example/api/notifications/"));
         assert!(!desired.matches(&existing, "https://other.example/api/notifications"));
+        // The meeting resource matches however deeply Graph echoes the join URL encoded.
+        let once = format!(
+            "communications/onlineMeetings(joinWebUrl='{}')/meetingCallEvents",
+            SEED_JOIN_URL
+        );
+        assert!(same_resource(SEED_RESOURCE, &once));
+        assert!(same_resource(
+            SEED_RESOURCE,
+            &format!("/{}", SEED_RESOURCE.to_uppercase())
+        ));
+        assert!(!same_resource(
+            SEED_RESOURCE,
+            &SEED_RESOURCE.replace("ZmYw", "AmYw")
+        ));
         existing.change_type = "created".into();
         assert!(!desired.matches(&existing, "https://app.example/api/notifications"));
         assert!(

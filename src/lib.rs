@@ -11,6 +11,8 @@
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
 //! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends, and the records.
 //! - [`app`]: builds the running service from a `Config` (shared by the binary and the tests).
+//! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
+//!   validationTokens) for `handler demo`, `handler simulate`, tests and benchmarks.
 
 pub mod app;
 pub mod archive;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod graph;
 pub mod host;
 pub mod identity;
+pub mod issuer;
 pub mod keys;
 pub mod lifecycle;
 pub mod receiver;

@@ -2,4 +2,6 @@
 
 pub mod archive_ops;
 pub mod decrypt;
+pub mod demo;
+pub mod simulate;
 pub mod subscriptions;

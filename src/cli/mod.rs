@@ -4,3 +4,4 @@ pub mod archive_ops;
 pub mod decrypt;
 pub mod demo;
 pub mod simulate;
+pub mod subscriptions;

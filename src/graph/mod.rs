@@ -5,4 +5,5 @@
 pub mod crypto;
 pub mod events;
 pub mod notification;
+pub mod subscriptions;
 pub mod tokens;

@@ -8,5 +8,6 @@ mod cli;
 mod keyvault;
 mod rich;
 mod server;
+mod subscriptions;
 mod support;
 mod tokens;

@@ -1,0 +1,282 @@
+//! Reactions to lifecycle notifications
+//! (<https://learn.microsoft.com/graph/change-notifications-lifecycle-events>).
+//!
+//! The server archives each lifecycle notification and answers Graph 202 first; [`react`] then
+//! does the slow part in a background task, so Graph's 3-second budget is never at stake:
+//! - `reauthorizationRequired`: reauthorize the subscription, or renew it if that fails (a
+//!   renewal also reauthorizes); a subscription Graph no longer has is created again;
+//! - `subscriptionRemoved`: create it again from the desired state (a reconcile that treats the
+//!   removed id as gone);
+//! - `missed`: some notifications were not delivered and cannot be; write a resync marker under
+//!   `resync/` saying which subscription, which resource and up to when, for whoever resyncs the
+//!   resource (delta query or a full read). The marker's name is the notification's content
+//!   hash, written create-if-absent: Graph's resends of the same `missed` are one marker.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::archive::records::{sha256_hex, to_json};
+use crate::archive::{Kind, ObjectName, Written};
+use crate::graph::notification::ChangeNotification;
+use crate::graph::subscriptions::{
+    ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
+};
+use crate::renew::{RenewContext, Report, listing_version};
+
+/// Attempts to write a resync marker before giving up (the archive may blink).
+const MARKER_ATTEMPTS: u32 = 3;
+const MARKER_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// What a reaction did.
+#[derive(Debug)]
+pub enum Reaction {
+    Reauthorized {
+        subscription_id: String,
+    },
+    /// Reauthorization failed; the renewal that replaced it succeeded.
+    Renewed {
+        subscription_id: String,
+        expiration: String,
+    },
+    /// A reconcile ran (subscription removed, or gone when reauthorization was asked).
+    Reconciled(Report),
+    ResyncMarked {
+        name: ObjectName,
+        written: Written,
+    },
+    /// Nothing to do (unknown event, no subscription id).
+    Ignored(String),
+    Failed(String),
+}
+
+/// A `resync/` object: the record of a `missed` lifecycle notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncRecord {
+    pub subscription_id: String,
+    /// The subscribed resource to read again (absent when neither the notification nor Graph
+    /// could tell).
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The window whose notifications may be missing.
+    pub window: ResyncWindow,
+    /// The lifecycle notification, canonical (no clientState).
+    pub notification: ChangeNotification,
+}
+
+/// Graph does not say which notifications were missed: the window opens at the last event
+/// archived for the subscription (`from` is `null`: find it in `events/`) and closes when the
+/// `missed` notification was received (`until`). Resync everything changed in between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncWindow {
+    #[serde(default)]
+    pub from: Option<String>,
+    pub until: String,
+}
+
+/// Reacts to one lifecycle notification in a background task and returns at once.
+pub fn react(
+    ctx: Arc<RenewContext>,
+    notification: &ChangeNotification,
+) -> tokio::task::JoinHandle<Reaction> {
+    let notification = notification.clone();
+    tokio::spawn(async move {
+        let reaction = react_now(&ctx, &notification).await;
+        match &reaction {
+            Reaction::Failed(reason) => tracing::warn!(
+                subscription_id = %notification.subscription_id,
+                event = ?notification.lifecycle_event,
+                %reason,
+                "lifecycle reaction failed"
+            ),
+            other => tracing::info!(
+                subscription_id = %notification.subscription_id,
+                event = ?notification.lifecycle_event,
+                reaction = %describe(other),
+                "lifecycle reaction done"
+            ),
+        }
+        reaction
+    })
+}
+
+fn describe(r: &Reaction) -> String {
+    match r {
+        Reaction::Reauthorized { .. } => "reauthorized".into(),
+        Reaction::Renewed { expiration, .. } => format!("renewed until {expiration}"),
+        Reaction::Reconciled(report) => format!(
+            "reconciled: {} changes, {} failures",
+            report.changes(),
+            report.failures()
+        ),
+        Reaction::ResyncMarked { name, written } => format!("resync marker {name} ({written:?})"),
+        Reaction::Ignored(why) => format!("ignored: {why}"),
+        Reaction::Failed(why) => format!("failed: {why}"),
+    }
+}
+
+/// The reaction itself, awaited (tests and `react`'s task).
+pub async fn react_now(ctx: &RenewContext, notification: &ChangeNotification) -> Reaction {
+    let Some(event) = notification.lifecycle_event.as_deref() else {
+        return Reaction::Ignored("not a lifecycle notification".into());
+    };
+    if notification.subscription_id.is_empty() {
+        return Reaction::Ignored(format!("{event} without a subscriptionId"));
+    }
+    match event.to_ascii_lowercase().as_str() {
+        "reauthorizationrequired" => reauthorize(ctx, notification).await,
+        "subscriptionremoved" => {
+            let removed = HashSet::from([notification.subscription_id.clone()]);
+            Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
+        }
+        "missed" => mark_resync(ctx, notification).await,
+        _ => Reaction::Ignored(format!("unknown lifecycle event {event:?}")),
+    }
+}
+
+/// Finds the subscription Graph has under `id` (and the version its resource needs).
+async fn find(
+    ctx: &RenewContext,
+    id: &str,
+) -> Result<Option<(Subscription, ApiVersion)>, GraphError> {
+    let desired = ctx.desired().unwrap_or_default();
+    let listed = ctx.graph.list(listing_version(&desired)).await?;
+    let delivery_url = ctx.config.notification_url.clone().unwrap_or_default();
+    Ok(listed.into_iter().find(|s| s.id == id).map(|s| {
+        let version = desired
+            .iter()
+            .find(|d| d.matches(&s, &delivery_url))
+            .map(|d| d.api_version)
+            .unwrap_or_else(|| default_api_version(&s.resource));
+        (s, version)
+    }))
+}
+
+async fn reauthorize(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
+    let id = n.subscription_id.as_str();
+    let guard = ctx.exclusive().await;
+    let (resource, version) = match find(ctx, id).await {
+        Ok(Some((s, version))) => (Some(s.resource), version),
+        Ok(None) => {
+            drop(guard);
+            tracing::info!(subscription_id = %id, "reauthorization asked for a subscription Graph no longer lists; reconciling");
+            let removed = HashSet::from([id.to_string()]);
+            return Reaction::Reconciled(ctx.reconcile_excluding(&removed).await);
+        }
+        // Listing failed: try anyway, on the version the notification's resource suggests.
+        Err(e) => {
+            tracing::warn!(subscription_id = %id, error = %e, "cannot list subscriptions; reauthorizing blind");
+            let resource = n.resource.clone();
+            let version = resource
+                .as_deref()
+                .map(default_api_version)
+                .unwrap_or(ApiVersion::V1);
+            (resource, version)
+        }
+    };
+    let reauthorize_error = match ctx.graph.reauthorize(version, id).await {
+        Ok(()) => {
+            return Reaction::Reauthorized {
+                subscription_id: id.to_string(),
+            };
+        }
+        Err(e) => e,
+    };
+    tracing::warn!(subscription_id = %id, error = %reauthorize_error, "reauthorize failed; renewing instead");
+    let has_lifecycle = ctx.config.lifecycle_notification_url.is_some();
+    let lifetime = default_lifetime(resource.as_deref().unwrap_or_default(), has_lifecycle);
+    let lifetime = ctx
+        .desired()
+        .unwrap_or_default()
+        .iter()
+        .find(|d| {
+            resource
+                .as_deref()
+                .is_some_and(|r| crate::graph::subscriptions::same_resource(r, &d.resource))
+        })
+        .map(|d| d.lifetime(has_lifecycle))
+        .unwrap_or(lifetime);
+    let expiration = OffsetDateTime::now_utc() + lifetime;
+    match ctx.graph.renew(version, id, expiration).await {
+        Ok(s) => Reaction::Renewed {
+            subscription_id: s.id,
+            expiration: format_time(s.expiration_date_time),
+        },
+        Err(e) if e.is_not_found() => {
+            drop(guard);
+            let removed = HashSet::from([id.to_string()]);
+            Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
+        }
+        Err(e) => Reaction::Failed(format!("reauthorize: {reauthorize_error}; renew: {e}")),
+    }
+}
+
+async fn mark_resync(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
+    let until = format_time(OffsetDateTime::now_utc());
+    let resource = match &n.resource {
+        Some(r) => Some(r.clone()),
+        None => match find(ctx, &n.subscription_id).await {
+            Ok(found) => found.map(|(s, _)| s.resource),
+            Err(e) => {
+                tracing::warn!(subscription_id = %n.subscription_id, error = %e, "cannot look up the resource of a missed subscription");
+                None
+            }
+        },
+    };
+    let record = ResyncRecord {
+        subscription_id: n.subscription_id.clone(),
+        resource,
+        tenant_id: n.tenant().map(str::to_string),
+        window: ResyncWindow { from: None, until },
+        notification: n.clone(),
+    };
+    let name = resync_name(n);
+    let body = to_json(&record);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ctx.archive.put_if_absent(&name, body.clone()).await {
+            Ok(written) => return Reaction::ResyncMarked { name, written },
+            Err(e) if attempt < MARKER_ATTEMPTS => {
+                tracing::warn!(%name, error = %e, attempt, "resync marker not written yet; retrying");
+                tokio::time::sleep(MARKER_RETRY_DELAY * attempt).await;
+            }
+            Err(e) => return Reaction::Failed(format!("resync marker {name}: {e}")),
+        }
+    }
+}
+
+/// `resync/{date}/{subscriptionId}/{sha256 of the notification}.json`.
+pub fn resync_name(n: &ChangeNotification) -> ObjectName {
+    ObjectName::new(
+        Kind::Resync,
+        n.partition_date(),
+        &n.subscription_id,
+        &sha256_hex(&n.canonical()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::notification::parse_collection;
+
+    #[test]
+    fn resync_names_ignore_client_state_and_layout() {
+        let a = parse_collection(br#"{"value":[{"subscriptionId":"s-1","clientState":"x","lifecycleEvent":"missed","subscriptionExpirationDateTime":"2026-03-04T05:06:07Z","tenantId":"t"}]}"#).unwrap();
+        let b = parse_collection(br#"{"value":[{"tenantId":"t","lifecycleEvent":"missed","subscriptionId":"s-1","subscriptionExpirationDateTime":"2026-03-04T05:06:07Z","clientState":"y"}]}"#).unwrap();
+        let name = resync_name(&a.value[0]);
+        assert_eq!(name, resync_name(&b.value[0]));
+        assert!(
+            name.as_str().starts_with("resync/2026/03/04/s-1/"),
+            "{name}"
+        );
+    }
+}

@@ -11,12 +11,15 @@
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
 //! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends, and the records.
 //! - [`app`]: builds the running service from a `Config` (shared by the binary and the tests).
+//! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
+//!   validationTokens) for `handler demo`, `handler simulate`, tests and benchmarks.
 
 pub mod app;
 pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod issuer;
 pub mod keys;
 pub mod receiver;
 pub mod replay;

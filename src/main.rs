@@ -21,6 +21,14 @@ struct Cli {
 enum Command {
     /// Serve the Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the default).
     Serve,
+    /// Run the whole notification path on this machine: no Azure, no setup.
+    Demo {
+        /// Where the demo's certificate and archive go.
+        #[arg(long, default_value = "./data/demo")]
+        dir: std::path::PathBuf,
+    },
+    /// Play Graph against a running handler (rich notifications, encrypted and signed).
+    Simulate(cli::simulate::SimulateArgs),
     /// Decrypt a captured notification (collection, item, quarantine or raw record) offline.
     Decrypt {
         /// The JSON file.
@@ -37,8 +45,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // The demo narrates itself; its expected warnings (forgeries) would only be noise.
+    init_tracing(if matches!(cli.command, Some(Command::Demo { .. })) {
+        "error,warp=off"
+    } else {
+        "info"
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -49,6 +62,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve().await,
+            Command::Demo { dir } => cli::demo::run(&dir).await.map(|_| ()),
+            Command::Simulate(args) => cli::simulate::run(args, &Config::from_env()?).await,
             Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
             Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
@@ -63,9 +78,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -53,7 +53,8 @@ fn at(base: OffsetDateTime, seconds: i64) -> String {
 
 /// The steps of a scenario, numbered from `round` so repeated rounds are distinct notifications.
 pub fn steps(scenario: Scenario, round: u64) -> Vec<Step> {
-    let base = OffsetDateTime::now_utc();
+    // The scenario happened over the last quarter of an hour.
+    let base = OffsetDateTime::now_utc() - time::Duration::minutes(15);
     let n = |i: u32| format!("{round}-{i}");
     match scenario {
         Scenario::Meeting => {

@@ -1,30 +1,448 @@
-//! Azure Blob archive backend (being written).
-use super::*;
-use secrecy::SecretString;
-pub struct BlobArchive;
+//! Azure Blob archive backend, through the official `azure_storage_blob` crate.
+//!
+//! One container holds the whole archive; an [`ObjectName`] is the blob name (its `/` make
+//! virtual folders). A write is one `Put Blob` with `If-None-Match: *`: Storage creates the blob
+//! atomically or answers 409 `BlobAlreadyExists`, which is [`Written::AlreadyExisted`].
+//!
+//! Two ways in:
+//! - a connection string ([`BlobArchive::from_connection_string`]): an `AccountKey` is turned
+//!   into account SAS tokens ([`super::sas`]), a `SharedAccessSignature` is used as is; either
+//!   way requests carry a SAS and no credential, so plain-http Azurite works;
+//! - an account URL with a token credential ([`BlobArchive::from_account_url_with_credential`]),
+//!   managed identity in production. Bearer tokens need https (azure_core refuses them on http).
+//!
+//! The archive is on Graph's hot path (Graph wants an answer within 3 s, and a 503 makes it
+//! retry): retries are few and short and every try has a deadline, so a dead or stuck storage
+//! account fails in seconds and the caller answers 503 instead of hanging.
+//!
+//! Errors carry the HTTP status and Storage error code, never a URL: the SDK's transport errors
+//! carry the request URL, SAS signature included, in their source chain.
+
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{
+    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, StatusCode, Url,
+};
+use azure_storage_blob::models::{
+    BlobClientUploadOptions, BlobContainerClientListBlobsOptions, StorageErrorCode,
+};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::connection_string::{ConnectionString, StorageAuth};
+use super::sas::SasPolicy;
+use super::{Archive, ArchiveError, Kind, ObjectName, Written};
+
+/// Deadline of one HTTP try (connect, send, response head). Small objects take milliseconds;
+/// a try that takes this long is a stuck service, better retried or reported.
+const TRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bounded retries: ~0.1 s, ~0.2 s, ~0.4 s (+ jitter), and no new try 2 s after the first
+/// failure. A refused connection fails in about 1–2 s, a stuck service in about
+/// `TRY_TIMEOUT` + 2 s + `TRY_TIMEOUT` at worst.
+fn retry_options() -> RetryOptions {
+    RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(100),
+        max_retries: 3,
+        max_total_elapsed: azure_core::time::Duration::seconds(2),
+        max_delay: azure_core::time::Duration::seconds(1),
+    })
+}
+
+/// Objects up to this size are written with a single `Put Blob`; notification bodies are capped
+/// far below it (`MAX_BODY_BYTES`, 4 MiB by default).
+const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap();
+
+/// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
+pub struct BlobArchive {
+    /// The container client; blob clients are derived per request.
+    container: BlobContainerClient,
+    /// The container URL without query, for people and logs.
+    location: String,
+    /// `maxresults` of a listing page; `None` = the service default (5000).
+    list_page_size: Option<NonZeroU32>,
+}
+
 impl BlobArchive {
+    /// Opens the archive described by a storage connection string (`ARCHIVE_CONNECTION`),
+    /// creating `container` if missing. `UseDevelopmentStorage=true` means Azurite on
+    /// `127.0.0.1:10000`.
     pub async fn from_connection_string(
-        _c: &SecretString,
-        _container: &str,
+        connection_string: &SecretString,
+        container: &str,
     ) -> Result<Self, ArchiveError> {
-        Err(ArchiveError::Config("not yet".into()))
+        let parsed = ConnectionString::parse(connection_string.expose_secret())?;
+        let url = container_url(&parsed.blob_endpoint, container)?;
+        let sas = match parsed.auth {
+            StorageAuth::AccountKey(key) => SasPolicy::signed(key, url.scheme() == "https"),
+            StorageAuth::Sas(token) => SasPolicy::fixed(&token),
+        };
+        let client = BlobContainerClient::new(url, None, Some(client_options(Some(sas))))
+            .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+        Self::open(client).await
     }
-    pub async fn from_account_url(_u: &str, _container: &str) -> Result<Self, ArchiveError> {
-        Err(ArchiveError::Config("not yet".into()))
+
+    /// Opens the archive at `account_url` (`ARCHIVE_ACCOUNT_URL`, e.g.
+    /// `https://acct.blob.core.windows.net`) with the managed identity of the Function App.
+    pub async fn from_account_url(
+        account_url: &str,
+        container: &str,
+    ) -> Result<Self, ArchiveError> {
+        let credential = azure_identity::ManagedIdentityCredential::new(None)
+            .map_err(|e| ArchiveError::Config(format!("managed identity: {e}")))?;
+        Self::from_account_url_with_credential(account_url, container, credential).await
+    }
+
+    /// Opens the archive at `account_url` with any token credential (scope
+    /// `https://storage.azure.com/.default`; the identity needs "Storage Blob Data Contributor").
+    pub async fn from_account_url_with_credential(
+        account_url: &str,
+        container: &str,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<Self, ArchiveError> {
+        let endpoint = Url::parse(account_url.trim())
+            .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
+        if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
+            return Err(ArchiveError::Config(
+                "ARCHIVE_ACCOUNT_URL must be an https URL (tokens are never sent over http); \
+                 for Azurite use ARCHIVE_CONNECTION"
+                    .into(),
+            ));
+        }
+        if endpoint.query().is_some() || endpoint.fragment().is_some() {
+            return Err(ArchiveError::Config(
+                "ARCHIVE_ACCOUNT_URL must not carry a query; a SAS belongs in ARCHIVE_CONNECTION \
+                 as SharedAccessSignature"
+                    .into(),
+            ));
+        }
+        let url = container_url(&endpoint, container)?;
+        let client = BlobContainerClient::new(url, Some(credential), Some(client_options(None)))
+            .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+        Self::open(client).await
+    }
+
+    /// Lists in pages of `size` blobs instead of the service default (5000).
+    pub fn with_list_page_size(mut self, size: NonZeroU32) -> Self {
+        self.list_page_size = Some(size);
+        self
+    }
+
+    async fn open(container: BlobContainerClient) -> Result<Self, ArchiveError> {
+        let mut location = container.url().clone();
+        location.set_query(None);
+        let archive = BlobArchive {
+            container,
+            location: location.to_string(),
+            list_page_size: None,
+        };
+        archive.create_container_if_missing().await?;
+        tracing::info!(location = %archive.location, "blob archive ready");
+        Ok(archive)
+    }
+
+    async fn create_container_if_missing(&self) -> Result<(), ArchiveError> {
+        match self.container.create(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if has_code(&e, StorageErrorCode::ContainerAlreadyExists) => Ok(()),
+            Err(e) => Err(ArchiveError::Backend {
+                name: self.location.clone(),
+                reason: format!("cannot create or open the container: {}", reason(&e)),
+            }),
+        }
+    }
+
+    async fn upload(&self, name: &ObjectName, body: Bytes) -> azure_core::Result<()> {
+        let options = BlobClientUploadOptions {
+            blob_content_type: Some("application/json".into()),
+            // One `Put Blob` whatever the size (it takes up to 5000 MiB): no staged blocks left
+            // behind by a losing concurrent writer, one request on the hot path.
+            partition_size: Some(SINGLE_PUT_LIMIT),
+            ..Default::default()
+        }
+        .if_not_exists();
+        self.container
+            .blob_client(name.as_str())
+            .upload(body.into(), Some(options))
+            .await
+            .map(|_| ())
     }
 }
+
 #[async_trait::async_trait]
 impl Archive for BlobArchive {
-    async fn put_if_absent(&self, _n: &ObjectName, _b: Bytes) -> Result<Written, ArchiveError> {
-        unimplemented!()
+    async fn put_if_absent(&self, name: &ObjectName, body: Bytes) -> Result<Written, ArchiveError> {
+        let mut result = self.upload(name, body.clone()).await;
+        if matches!(&result, Err(e) if has_code(e, StorageErrorCode::ContainerNotFound)) {
+            // Someone deleted the container: make it again rather than fail every write
+            // until a restart.
+            tracing::warn!(location = %self.location, "archive container vanished; recreating it");
+            self.create_container_if_missing().await?;
+            result = self.upload(name, body).await;
+        }
+        match result {
+            Ok(()) => Ok(Written::Created),
+            Err(e)
+                if has_code(&e, StorageErrorCode::BlobAlreadyExists)
+                    || has_code(&e, StorageErrorCode::ConditionNotMet) =>
+            {
+                Ok(Written::AlreadyExisted)
+            }
+            Err(e) => Err(ArchiveError::Backend {
+                name: name.to_string(),
+                reason: reason(&e),
+            }),
+        }
     }
-    async fn get(&self, _n: &ObjectName) -> Result<Option<Bytes>, ArchiveError> {
-        unimplemented!()
+
+    async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError> {
+        let backend = |e: &azure_core::Error| ArchiveError::Backend {
+            name: name.to_string(),
+            reason: reason(e),
+        };
+        let response = match self
+            .container
+            .blob_client(name.as_str())
+            .download(None)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+            Err(e) => return Err(backend(&e)),
+        };
+        response
+            .body
+            .collect()
+            .await
+            .map(Some)
+            .map_err(|e| backend(&e))
     }
-    async fn list(&self, _k: Kind) -> Result<Vec<ObjectName>, ArchiveError> {
-        unimplemented!()
+
+    async fn list(&self, kind: Kind) -> Result<Vec<ObjectName>, ArchiveError> {
+        let backend = |e: &azure_core::Error| ArchiveError::Backend {
+            name: kind.prefix().into(),
+            reason: reason(e),
+        };
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(format!("{}/", kind.prefix())),
+            maxresults: self
+                .list_page_size
+                .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        let mut blobs = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| backend(&e))?;
+        let mut names = Vec::new();
+        while let Some(blob) = blobs.try_next().await.map_err(|e| backend(&e))? {
+            // Anything not written by us (a stray upload by hand) is ignored, as on disk.
+            if let Some(name) = blob.name.as_deref().and_then(ObjectName::parse) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
+
     fn location(&self) -> String {
-        String::new()
+        self.location.clone()
+    }
+}
+
+/// `endpoint` + `/container`, after checking the container name against Azure's rules.
+fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
+    let valid = (3..=63).contains(&container.len())
+        && container
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !container.starts_with('-')
+        && !container.ends_with('-')
+        && !container.contains("--");
+    if !valid {
+        return Err(ArchiveError::Config(format!(
+            "ARCHIVE_CONTAINER {container:?}: 3 to 63 lowercase letters, digits and single \
+             hyphens, starting and ending with a letter or digit"
+        )));
+    }
+    let mut url = endpoint.clone();
+    url.set_query(None);
+    url.path_segments_mut()
+        .map_err(|()| ArchiveError::Config("the Blob endpoint cannot be a base URL".into()))?
+        .pop_if_empty()
+        .push(container);
+    Ok(url)
+}
+
+fn client_options(sas: Option<SasPolicy>) -> BlobContainerClientOptions {
+    let mut per_call_policies: Vec<Arc<dyn Policy>> = Vec::new();
+    if let Some(sas) = sas {
+        per_call_policies.push(Arc::new(sas));
+    }
+    BlobContainerClientOptions {
+        client_options: ClientOptions {
+            per_call_policies,
+            per_try_policies: vec![Arc::new(TryTimeout(TRY_TIMEOUT))],
+            retry: retry_options(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Gives each try a deadline. A timeout is an I/O error, which the retry policy retries.
+#[derive(Debug)]
+struct TryTimeout(Duration);
+
+#[async_trait::async_trait]
+impl Policy for TryTimeout {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        match tokio::time::timeout(self.0, next[0].send(ctx, request, &next[1..])).await {
+            Ok(result) => result,
+            Err(_) => Err(azure_core::Error::with_message(
+                ErrorKind::Io,
+                format!("no answer within {} s", self.0.as_secs()),
+            )),
+        }
+    }
+}
+
+fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == code.as_ref())
+}
+
+/// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
+/// errors quote the request URL, SAS signature included, so their text is never used.
+fn reason(e: &azure_core::Error) -> String {
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let code = error_code.as_deref().unwrap_or("no error code");
+            let hint = if code == "InvalidHeaderValue" {
+                " (Azurite refuses the SDK's x-ms-version: start it with --skipApiVersionCheck)"
+            } else {
+                ""
+            };
+            format!("HTTP {} {code}{hint}", u16::from(*status))
+        }
+        ErrorKind::Connection => "cannot connect to the storage endpoint".into(),
+        ErrorKind::Io => "no complete answer from the storage endpoint (timeout or I/O)".into(),
+        // Token errors come from the credential, not from a SAS URL: their text helps and is safe.
+        ErrorKind::Credential => format!("credential: {e}"),
+        ErrorKind::DataConversion => "unexpected answer from the storage endpoint".into(),
+        _ => "storage client error".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_url_appends_one_segment() {
+        let endpoint = Url::parse("http://127.0.0.1:10000/devstoreaccount1").unwrap();
+        assert_eq!(
+            container_url(&endpoint, "teams-notifications")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/teams-notifications"
+        );
+        let endpoint = Url::parse("https://acct.blob.core.windows.net/").unwrap();
+        assert_eq!(
+            container_url(&endpoint, "abc").unwrap().as_str(),
+            "https://acct.blob.core.windows.net/abc"
+        );
+    }
+
+    #[test]
+    fn container_names_follow_azure_rules() {
+        let endpoint = Url::parse("https://acct.blob.core.windows.net").unwrap();
+        for bad in [
+            "ab",
+            "Upper",
+            "a--b",
+            "-ab",
+            "ab-",
+            "a/b",
+            "a_b",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                matches!(container_url(&endpoint, bad), Err(ArchiveError::Config(_))),
+                "{bad}"
+            );
+        }
+        for good in ["abc", "a-b-c", "0archive", &"a".repeat(63)] {
+            assert!(container_url(&endpoint, good).is_ok(), "{good}");
+        }
+    }
+
+    #[tokio::test]
+    async fn account_url_must_be_https_without_query() {
+        #[derive(Debug)]
+        struct NoToken;
+        #[async_trait::async_trait]
+        impl TokenCredential for NoToken {
+            async fn get_token(
+                &self,
+                _scopes: &[&str],
+                _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+                Err(azure_core::Error::with_message(
+                    ErrorKind::Credential,
+                    "test credential has no token",
+                ))
+            }
+        }
+        for (url, expected) in [
+            (
+                "http://127.0.0.1:10000/devstoreaccount1",
+                "must be an https URL",
+            ),
+            (
+                "https://acct.blob.core.windows.net?sv=1&sig=x",
+                "must not carry a query",
+            ),
+            ("not a url", "is not a URL"),
+        ] {
+            let result =
+                BlobArchive::from_account_url_with_credential(url, "archive", Arc::new(NoToken))
+                    .await;
+            match result {
+                Err(ArchiveError::Config(m)) => assert!(m.contains(expected), "{url}: {m}"),
+                Err(other) => panic!("{url}: {other}"),
+                Ok(_) => panic!("{url}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_carry_status_and_code_only() {
+        let e = azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status: StatusCode::Forbidden,
+                error_code: Some("AuthenticationFailed".into()),
+                raw_response: None,
+            },
+            "http://h/c?sig=secret",
+        );
+        assert_eq!(reason(&e), "HTTP 403 AuthenticationFailed");
+        let e = azure_core::Error::with_message(ErrorKind::Connection, "http://h/c?sig=secret");
+        assert!(!reason(&e).contains("secret"));
+        let e = azure_core::Error::with_message(ErrorKind::Io, "http://h/c?sig=secret");
+        assert!(!reason(&e).contains("secret"));
     }
 }

@@ -6,8 +6,10 @@
 //! resends of the same notification are one object, and "already exists" counts as success.
 
 pub mod blob;
+pub mod connection_string;
 pub mod fs;
 pub mod records;
+pub mod sas;
 
 use std::sync::Arc;
 

@@ -2,3 +2,5 @@
 
 pub mod archive_ops;
 pub mod decrypt;
+pub mod demo;
+pub mod simulate;

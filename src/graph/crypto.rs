@@ -36,7 +36,11 @@ pub enum DecryptError {
     BadBase64(&'static str),
     #[error("no decryption key configured")]
     NoKeys,
-    #[error("unknown certificate (encryptionCertificateId {id:?}, thumbprint {thumbprint:?})")]
+    #[error(
+        "unknown certificate (encryptionCertificateId {}, thumbprint {})",
+        id.as_deref().unwrap_or("-"),
+        thumbprint.as_deref().unwrap_or("-")
+    )]
     UnknownKey {
         id: Option<String>,
         thumbprint: Option<String>,

@@ -120,7 +120,8 @@ enum Source {
     /// Nothing configured: rich notifications are quarantined until a key is added.
     None,
     Local(local::LocalSource),
-    KeyVault(keyvault::KeyVaultSource),
+    /// Boxed: the two SDK clients are large and this is one of a few variants.
+    KeyVault(Box<keyvault::KeyVaultSource>),
 }
 
 /// The live set of keys, shared by every request. Lookups never wait on I/O: a refresh swaps
@@ -166,7 +167,7 @@ impl CertificateStore {
     /// Loads every enabled version of a Key Vault certificate.
     pub async fn from_key_vault(source: keyvault::KeyVaultSource) -> Result<Self, KeyError> {
         let keys = source.load().await?;
-        Ok(Self::with_source(Source::KeyVault(source), keys))
+        Ok(Self::with_source(Source::KeyVault(Box::new(source)), keys))
     }
 
     /// Sets the minimum interval between refreshes on unknown ids (tests shorten it).
@@ -240,6 +241,33 @@ impl CertificateStore {
         Ok(n)
     }
 
+    /// Reloads the keys every `every` in the background, so a certificate rotated in the vault
+    /// is live before Graph first uses it (an unknown id also triggers a refresh, but only once
+    /// per [`MIN_REFRESH_INTERVAL`]). A failed refresh keeps the previous keys and is logged.
+    /// The task holds only a weak reference: it ends once the store is dropped.
+    pub fn spawn_periodic_refresh(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate; the keys were loaded when the store was built.
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                match store.refresh().await {
+                    Ok(n) => tracing::debug!(keys = n, "periodic certificate refresh"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "periodic certificate refresh failed; keeping the previous keys")
+                    }
+                }
+            }
+        })
+    }
+
     /// The certificate to give Graph for new subscriptions: the newest one valid now, else the
     /// newest of all.
     pub fn current(&self) -> Option<Arc<DecryptionKey>> {
@@ -250,5 +278,93 @@ impl CertificateStore {
             .max_by_key(|k| k.not_before)
             .or_else(|| keys.iter().max_by_key(|k| k.not_before))
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LocalCertificate;
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::rsa::Rsa;
+    use openssl::x509::X509NameBuilder;
+    use secrecy::SecretString;
+
+    /// A self-signed RSA key and certificate as one PEM (key first, then certificate).
+    fn pem(common_name: &str) -> Vec<u8> {
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", common_name).unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        let mut pem = key.private_key_to_pem_pkcs8().unwrap();
+        pem.extend(cert.build().to_pem().unwrap());
+        pem
+    }
+
+    fn thumbprint_of(pem: &[u8]) -> String {
+        hex::encode_upper(
+            X509::from_pem(pem)
+                .unwrap()
+                .digest(MessageDigest::sha1())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn periodic_refresh_picks_up_a_rotated_certificate_and_stops_with_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.pem");
+        let first = pem("first");
+        std::fs::write(&path, &first).unwrap();
+        let store = Arc::new(
+            CertificateStore::from_local(local::LocalSource {
+                certificates: vec![LocalCertificate {
+                    id: Some("notify".into()),
+                    path: path.clone(),
+                }],
+                password: SecretString::from(""),
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            store.lookup(Some("notify"), None).unwrap().thumbprint,
+            thumbprint_of(&first)
+        );
+
+        let task = store.spawn_periodic_refresh(Duration::from_millis(20));
+        let second = pem("second");
+        std::fs::write(&path, &second).unwrap();
+        let rotated = async {
+            while store.lookup(None, Some(&thumbprint_of(&second))).is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), rotated)
+            .await
+            .expect("the periodic refresh never loaded the rotated certificate");
+        assert!(store.lookup(None, Some(&thumbprint_of(&first))).is_none());
+
+        // A failed refresh keeps the keys that were live.
+        std::fs::remove_file(&path).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.lookup(Some("notify"), None).is_some());
+        assert!(!task.is_finished());
+
+        drop(store);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the refresh task outlived its store")
+            .unwrap();
     }
 }

@@ -2,6 +2,11 @@
 //! (Graph, Entra ID, Key Vault, the Functions host) are fakes speaking their documented wire
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
 
+mod archive;
+mod azurite;
 mod cli;
+mod keyvault;
+mod rich;
 mod server;
 mod support;
+mod tokens;

@@ -139,3 +139,61 @@ fn decrypt_reads_a_captured_notification_with_the_configured_key() {
     let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(decoded[0]["reasonCode"], "noKeys");
 }
+
+#[tokio::test]
+async fn demo_runs_to_completion_and_its_archive_holds_the_decoded_meeting() {
+    use teams_notifications::archive::{Archive, Kind, fs::FsArchive};
+    let dir = tempfile::tempdir().unwrap();
+    let out = handler()
+        .args(["demo", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Validation handshake: 200"), "{stdout}");
+
+    let archive = FsArchive::open(&dir.path().join("archive")).await.unwrap();
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut summaries = Vec::new();
+    for name in archive.list(Kind::Events).await.unwrap() {
+        let e: serde_json::Value =
+            serde_json::from_slice(&archive.get(&name).await.unwrap().unwrap()).unwrap();
+        *kinds
+            .entry(e["eventKind"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        summaries.push(e["summary"].as_str().unwrap().to_string());
+        if e["rich"] == true {
+            assert_eq!(e["certificateId"], "demo-cert");
+        }
+    }
+    let expected: std::collections::BTreeMap<String, i32> = [
+        ("callevent", 6),
+        ("chat", 1),
+        ("chatMessage", 4),
+        ("conversationMember", 1),
+        ("emergencyCallEvent", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(kinds, expected);
+    for wanted in [
+        "callStarted",
+        "rosterUpdated: Adele Vance joined; Guest Caller waiting in lobby",
+        "rosterUpdated: Guest Caller left",
+        "callEnded",
+        "emergency callStarted: Megan Bowen dialled 911 from Microsoft Way, Redmond, WA (policy EmergencyPolicy)",
+    ] {
+        assert!(
+            summaries.iter().any(|s| s == wanted),
+            "missing {wanted:?} in {summaries:?}"
+        );
+    }
+    assert_eq!(archive.list(Kind::Quarantine).await.unwrap().len(), 2);
+    assert_eq!(archive.list(Kind::Rejected).await.unwrap().len(), 1);
+    assert_eq!(archive.list(Kind::Lifecycle).await.unwrap().len(), 1);
+}

@@ -395,3 +395,52 @@ async fn shutdown_drains_a_request_in_flight() {
         .unwrap();
     assert_eq!(app.objects(Kind::Events).await.len(), 1);
 }
+
+/// The same path with the Blob archive on the real Azurite: events land in the container, a
+/// resend is one blob, and a stopped Azurite turns the answer into 503.
+#[tokio::test]
+async fn blob_archive_on_azurite_and_503_when_it_stops() {
+    use teams_notifications::archive::Archive;
+    let mut azurite = crate::azurite::Azurite::start_private();
+    let container = crate::azurite::unique_container("server");
+    let connection = crate::azurite::connection_string(azurite.endpoint());
+    let app = spawn_app(&[
+        ("ARCHIVE_CONNECTION", connection.as_str()),
+        ("ARCHIVE_CONTAINER", container.as_str()),
+    ])
+    .await;
+    let body = batch(vec![
+        basic_item("blob-a", "created", Some(CLIENT_STATE)),
+        basic_item("blob-b", "created", Some(CLIENT_STATE)),
+    ]);
+    for _ in 0..2 {
+        assert_eq!(
+            app.post("/api/notifications", body.clone()).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    let archive = teams_notifications::archive::blob::BlobArchive::from_connection_string(
+        &connection.clone().into(),
+        &container,
+    )
+    .await
+    .unwrap();
+    let events = archive.list(Kind::Events).await.unwrap();
+    assert_eq!(events.len(), 2);
+    let record: serde_json::Value =
+        serde_json::from_slice(&archive.get(&events[0]).await.unwrap().unwrap()).unwrap();
+    assert_eq!(record["eventKind"], "chatMessage");
+    assert!(
+        app.counts().await.is_empty(),
+        "nothing went to the filesystem"
+    );
+
+    azurite.stop();
+    let r = app
+        .post(
+            "/api/notifications",
+            batch(vec![basic_item("blob-c", "created", Some(CLIENT_STATE))]),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

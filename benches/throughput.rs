@@ -1,0 +1,271 @@
+//! `cargo bench --bench throughput`: the notification path's speed, with the figures that
+//! BENCHMARKS.md records. A plain binary (no harness): each figure is measured once per run,
+//! ratios are taken within the same run, because these machines are noisy.
+//!
+//! - basic path: parse, clientState, archive to the filesystem; notifications/s for batches of
+//!   1 and 100 (the receiver called directly, no HTTP).
+//! - rich path: validationTokens, key lookup, RSA-OAEP unwrap, HMAC, AES, archive (raw batch +
+//!   events) to the filesystem; notifications per CPU-second (= per core) next to the RSA-2048
+//!   private-key operations/s of `openssl speed rsa2048` and of an in-process OAEP loop in the
+//!   same run; and p50/p99 answer latency for batches of 100 over real HTTP on loopback.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use teams_notifications::archive::Archive;
+use teams_notifications::archive::fs::FsArchive;
+use teams_notifications::graph::tokens::TokenValidator;
+use teams_notifications::issuer::{LocalIssuer, TokenSpec};
+use teams_notifications::keys::{CertificateStore, dev};
+use teams_notifications::receiver::{Endpoint, Receiver};
+use teams_notifications::simulate::{self, Scenario, Target};
+
+const CLIENT_STATE: &str = "bench-client-state";
+const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
+const APP_ID: &str = "7d1b6c4e-0000-4000-8000-00000000b3c4";
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn basic_body(batch: usize, offset: usize) -> Vec<u8> {
+    let items: Vec<_> = (0..batch)
+        .map(|i| {
+            json!({
+                "subscriptionId": format!("sub-{}", (offset + i) % 7),
+                "clientState": CLIENT_STATE,
+                "changeType": "created",
+                "tenantId": TENANT,
+                "subscriptionExpirationDateTime": "2026-11-25T10:30:34.9097561-08:00",
+                "resource": format!("teams('t')/channels('c')/messages('{}')", offset + i),
+                "resourceData": {"id": (offset + i).to_string(), "@odata.type": "#Microsoft.Graph.chatMessage",
+                                  "@odata.id": format!("teams('t')/channels('c')/messages('{}')", offset + i)}
+            })
+        })
+        .collect();
+    json!({ "value": items }).to_string().into_bytes()
+}
+
+async fn receiver(
+    dir: &std::path::Path,
+    keys: CertificateStore,
+    tokens: Option<Arc<TokenValidator>>,
+) -> Receiver {
+    let archive: Arc<dyn Archive> = Arc::new(FsArchive::open(dir).await.unwrap());
+    Receiver {
+        client_state: Some(CLIENT_STATE.to_string().into()),
+        archive,
+        keys: Arc::new(keys),
+        tokens,
+    }
+}
+
+async fn bench_basic(batch: usize, total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let r = receiver(dir.path(), CertificateStore::empty(), None).await;
+    let bodies: Vec<Vec<u8>> = (0..total / batch)
+        .map(|k| basic_body(batch, k * batch))
+        .collect();
+    let started = Instant::now();
+    for body in &bodies {
+        let receipt = r.receive(Endpoint::Notifications, body).await.unwrap();
+        assert_eq!(receipt.events, batch);
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rich_bodies(
+    key: &teams_notifications::keys::DecryptionKey,
+    tokens: &[String],
+    batch: usize,
+    total: usize,
+) -> Vec<Vec<u8>> {
+    let target = Target {
+        subscription_id: "bench-sub".into(),
+        client_state: CLIENT_STATE.into(),
+        tenant_id: TENANT.into(),
+    };
+    let mut steps = Vec::with_capacity(total);
+    let mut round = 0;
+    while steps.len() < total {
+        steps.extend(simulate::steps(Scenario::Meeting, round));
+        round += 1;
+    }
+    steps.truncate(total);
+    steps
+        .chunks(batch)
+        .map(|chunk| {
+            let items = chunk
+                .iter()
+                .map(|s| simulate::rich_item(s, &target, &key.certificate, &key.id).unwrap())
+                .collect();
+            simulate::collection(items, tokens).into_bytes()
+        })
+        .collect()
+}
+
+/// `openssl speed -seconds 3 rsa2048`: private-key operations (sign) per second, one core.
+fn openssl_speed_rsa2048() -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-seconds", "3", "rsa2048"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rsa 2048 bits") || l.starts_with("rsa  2048 bits"))?;
+    let nums: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "rsa 2048 bits 0.000700s 0.000020s 1428.6 49000.0": sign/s is the third number.
+    nums.get(2).copied().or_else(|| nums.first().copied())
+}
+
+/// RSA-2048 OAEP decryptions per second in this process, one thread.
+fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
+    let rsa = key.certificate.public_key().unwrap().rsa().unwrap();
+    let private = key.private_key.rsa().unwrap();
+    let mut wrapped = vec![0u8; 256];
+    rsa.public_encrypt(&[7u8; 32], &mut wrapped, openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    let mut out = vec![0u8; 256];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        private
+            .private_decrypt(&wrapped, &mut out, openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "# throughput bench ({cores} cores, {})",
+        std::env::consts::ARCH
+    );
+
+    let basic1 = rt.block_on(bench_basic(1, 5_000));
+    let basic100 = rt.block_on(bench_basic(100, 20_000));
+    println!("basic path, batch 1:   {basic1:>9.0} notifications/s");
+    println!("basic path, batch 100: {basic100:>9.0} notifications/s");
+
+    let key = dev::self_signed("bench", 30);
+    let issuer = rt.block_on(LocalIssuer::start()).unwrap();
+    let token = issuer.mint(&TokenSpec::v2(TENANT, APP_ID));
+    let tokens = vec![token];
+    let http = reqwest::Client::new();
+    let validator = Arc::new(TokenValidator::new(
+        issuer.authority_host(),
+        vec![APP_ID.into()],
+        vec![TENANT.into()],
+        http,
+    ));
+
+    // Rich path, receiver direct: notifications per CPU-second.
+    let total = 4_000;
+    let bodies = rich_bodies(&key, &tokens, 100, total);
+    let dir = tempfile::tempdir().unwrap();
+    let keys =
+        CertificateStore::from_keys(vec![dev::self_signed("unused-old", 30), clone_key(&key)]);
+    let r = rt.block_on(receiver(dir.path(), keys, Some(validator.clone())));
+    // Warm the JWKS and token caches.
+    let warm = rich_bodies(&key, &tokens, 1, 1);
+    rt.block_on(r.receive(Endpoint::Notifications, &warm[0]))
+        .unwrap();
+    let cpu0 = cpu_time();
+    let wall0 = Instant::now();
+    for body in &bodies {
+        let receipt = rt
+            .block_on(r.receive(Endpoint::Notifications, body))
+            .unwrap();
+        assert_eq!(receipt.events, 100, "{receipt:?}");
+    }
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
+    let per_core = total as f64 / cpu;
+    let per_sec = total as f64 / wall;
+
+    let oaep = inprocess_oaep(&key);
+    let speed = openssl_speed_rsa2048();
+
+    // Latency of batches of 100 over HTTP on loopback (the real server).
+    let dir2 = tempfile::tempdir().unwrap();
+    let keys2 = CertificateStore::from_keys(vec![clone_key(&key)]);
+    let r2 = rt.block_on(receiver(dir2.path(), keys2, Some(validator)));
+    let latency = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/api/notifications",
+            listener.local_addr().unwrap()
+        );
+        let state = teams_notifications::server::AppState {
+            receiver: Arc::new(r2),
+            max_body_bytes: 4 * 1024 * 1024,
+            hooks: None,
+        };
+        tokio::spawn(teams_notifications::server::run(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        let bodies: Vec<String> = rich_bodies(&key, &tokens, 100, 3_000)
+            .into_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect();
+        simulate::post_all(&reqwest::Client::new(), &url, bodies, None).await
+    });
+    assert_eq!(latency.statuses.get(&202).copied(), Some(30));
+
+    println!("rich path (tokens + decrypt + archive), batch 100:");
+    println!("  {per_sec:>9.0} notifications/s wall clock ({cores} cores)");
+    println!("  {per_core:>9.0} notifications per CPU-second (per core)");
+    println!("  {oaep:>9.0} RSA-2048 OAEP decryptions/s in-process, one core");
+    match speed {
+        Some(s) => {
+            println!("  {s:>9.0} RSA-2048 private ops/s (`openssl speed rsa2048`, sign), one core");
+            println!(
+                "  ratio rich path / openssl speed: {:.1}%",
+                100.0 * per_core / s
+            );
+        }
+        None => println!("  `openssl speed` unavailable"),
+    }
+    println!(
+        "  ratio rich path / in-process OAEP: {:.1}%",
+        100.0 * per_core / oaep
+    );
+    println!(
+        "  HTTP answer latency, batch of 100 (30 batches): p50 {:.1?}, p99 {:.1?}",
+        latency.percentile(50.0),
+        latency.percentile(99.0)
+    );
+}
+
+fn clone_key(
+    k: &teams_notifications::keys::DecryptionKey,
+) -> teams_notifications::keys::DecryptionKey {
+    teams_notifications::keys::DecryptionKey::new(
+        k.id.clone(),
+        k.private_key.clone(),
+        k.certificate.clone(),
+        k.source.clone(),
+    )
+    .unwrap()
+}

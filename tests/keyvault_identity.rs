@@ -1,0 +1,274 @@
+//! The Key Vault source with the REAL `azure_identity::ManagedIdentityCredential`, as on Azure
+//! Functions: the App Service managed-identity protocol (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
+//! answered by a FAKE identity endpoint on loopback, then the FAKE Key Vault of the integration
+//! tests (neither service can run here).
+//!
+//! The credential reads those variables from the process environment, when it is built and on
+//! every token request, and the environment is process-global. So this is its own test binary
+//! without the libtest harness (`harness = false` in Cargo.toml): `main` sets the variables
+//! before any thread exists, then starts the runtime. It honours a name filter and `--list`, and
+//! prints libtest's summary line.
+
+#[path = "integration/keyvault/fake.rs"]
+mod fake;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use fake::{FakeVault, FakeVersion, TestCa, TestCertificate, now_unix, reply};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use teams_notifications::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
+
+const TEST_NAME: &str = "keyvault_managed_identity_token_reaches_the_vault";
+const NAME: &str = "graph-notifications";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return;
+    }
+    if !selected(&args) {
+        println!(
+            "\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out\n"
+        );
+        return;
+    }
+
+    // Bind first so the endpoint's port is known; no thread has started yet.
+    let identity = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let identity_header = random_hex(16);
+    // SAFETY: single-threaded here: no runtime, no test harness, nothing else reads the
+    // environment concurrently.
+    unsafe {
+        std::env::set_var(
+            "IDENTITY_ENDPOINT",
+            format!("http://{}/msi/token", identity.local_addr().unwrap()),
+        );
+        std::env::set_var("IDENTITY_HEADER", &identity_header);
+        // Whatever the machine has, the credential must choose App Service.
+        for other in [
+            "IDENTITY_SERVER_THUMBPRINT",
+            "IMDS_ENDPOINT",
+            "MSI_ENDPOINT",
+            "MSI_SECRET",
+        ] {
+            std::env::remove_var(other);
+        }
+    }
+
+    println!("\nrunning 1 test");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(managed_identity_token_reaches_the_vault(
+            identity,
+            identity_header,
+        ))
+    }));
+    match outcome {
+        Ok(()) => println!(
+            "test {TEST_NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n"
+        ),
+        Err(_) => {
+            println!(
+                "test {TEST_NAME} ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n"
+            );
+            std::process::exit(101);
+        }
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0; n];
+    openssl::rand::rand_bytes(&mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+/// libtest's selection: no name filter, or one the test name contains (`--exact`: equals).
+fn selected(args: &[String]) -> bool {
+    const TAKES_VALUE: [&str; 7] = [
+        "--test-threads",
+        "--skip",
+        "--format",
+        "--color",
+        "--logfile",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    let exact = args.iter().any(|a| a == "--exact");
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if TAKES_VALUE.contains(&a.as_str()) {
+            if a == "--skip"
+                && let Some(v) = args.get(i + 1)
+            {
+                skips.push(v.as_str());
+            }
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            filters.push(a.as_str());
+        }
+        i += 1;
+    }
+    let matches = |f: &str| {
+        if exact {
+            TEST_NAME == f
+        } else {
+            TEST_NAME.contains(f)
+        }
+    };
+    (filters.is_empty() || filters.iter().any(|f| matches(f))) && !skips.iter().any(|s| matches(s))
+}
+
+/// What the fake identity endpoint was asked.
+#[derive(Debug, Clone)]
+struct TokenRequest {
+    path: String,
+    query: HashMap<String, String>,
+    identity_header: Option<String>,
+}
+
+async fn managed_identity_token_reaches_the_vault(
+    identity: std::net::TcpListener,
+    identity_header: String,
+) {
+    let token = format!("mi-{}", random_hex(12));
+    let token_requests = serve_identity_endpoint(identity, identity_header.clone(), token.clone());
+
+    let ca = TestCa::generate();
+    let vault = FakeVault::start(&ca, &token).await;
+    let old = TestCertificate::valid("old");
+    let new = TestCertificate::valid("new");
+    vault.add_version(NAME, FakeVersion::pfx("a1", &old));
+    vault.add_version(NAME, FakeVersion::pem("b2", &new));
+
+    // The production credential, with its production options.
+    let credential = azure_identity::ManagedIdentityCredential::new(None).unwrap();
+    let source = KeyVaultSource::new(
+        &vault.url,
+        NAME,
+        credential,
+        KeyVaultOptions {
+            client_options: ca.client_options(),
+            verify_challenge_resource: Some(false),
+        },
+    )
+    .unwrap();
+    let keys = source.load().await.expect("load through managed identity");
+
+    let mut ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, [format!("{NAME}.a1"), format!("{NAME}.b2")]);
+    let thumbprints: Vec<&str> = keys.iter().map(|k| k.thumbprint.as_str()).collect();
+    assert!(thumbprints.contains(&old.thumbprint().as_str()));
+    assert!(thumbprints.contains(&new.thumbprint().as_str()));
+
+    // The App Service protocol: the secret header, the 2019-08-01 API, the vault's resource
+    // (from the challenge); one request, as the credential caches the token.
+    let requests = token_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let r = &requests[0];
+    assert_eq!(r.path, "/msi/token");
+    assert_eq!(r.identity_header.as_deref(), Some(identity_header.as_str()));
+    assert_eq!(
+        r.query.get("api-version").map(String::as_str),
+        Some("2019-08-01")
+    );
+    assert_eq!(
+        r.query.get("resource").map(String::as_str),
+        Some("https://vault.azure.net")
+    );
+
+    // The vault challenged the first request, then saw the managed identity's token.
+    let seen = vault.seen();
+    assert_eq!(
+        (seen[0].authorization.as_deref(), seen[0].status),
+        (None, 401)
+    );
+    let bearer = format!("Bearer {token}");
+    let served: Vec<_> = seen.iter().filter(|s| s.status == 200).collect();
+    assert_eq!(served.len(), 3, "one listing and two secrets: {seen:#?}");
+    assert!(
+        served
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
+    );
+}
+
+/// The App Service / Functions identity endpoint: `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=...`
+/// with `X-IDENTITY-HEADER`; answers `expires_on` as a string of unix seconds.
+fn serve_identity_endpoint(
+    listener: std::net::TcpListener,
+    expected_header: String,
+    token: String,
+) -> Arc<Mutex<Vec<TokenRequest>>> {
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let recorded = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (recorded, expected_header, token) =
+                (recorded.clone(), expected_header.clone(), token.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let request = TokenRequest {
+                        path: req.uri().path().to_string(),
+                        query: req
+                            .uri()
+                            .query()
+                            .map(|q| {
+                                url::form_urlencoded::parse(q.as_bytes())
+                                    .into_owned()
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        identity_header: req
+                            .headers()
+                            .get("x-identity-header")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string),
+                    };
+                    let response = if request.identity_header.as_deref()
+                        != Some(expected_header.as_str())
+                    {
+                        reply(
+                            StatusCode::UNAUTHORIZED,
+                            json!({"error": "missing or wrong X-IDENTITY-HEADER"}),
+                        )
+                    } else {
+                        let resource = request.query.get("resource").cloned().unwrap_or_default();
+                        reply(
+                            StatusCode::OK,
+                            json!({
+                                "access_token": token,
+                                "expires_on": (now_unix() + 3600).to_string(),
+                                "resource": resource,
+                                "token_type": "Bearer",
+                                "client_id": "00000000-0000-0000-0000-000000000001",
+                            }),
+                        )
+                    };
+                    recorded.lock().unwrap().push(request);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    requests
+}

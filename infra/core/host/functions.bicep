@@ -168,7 +168,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      use32BitWorkerProcess: false
     }
     functionAppConfig: isFlex ? flexConfig : null
   }

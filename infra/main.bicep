@@ -1,0 +1,253 @@
+// teams-notifications: the Azure resources for the `handler` custom handler.
+//
+// Resource-group scoped, so the same file deploys with `azd up` (azd asks for, or reads
+// AZURE_RESOURCE_GROUP) and with `az deployment group create`. Conventions follow Microsoft's azd
+// Flex Consumption templates (resource token, abbreviations, user-assigned identity, identity-based
+// host storage, role assignments by built-in role id), with local modules instead of registry
+// modules so that every file can be parsed and scanned offline.
+//
+// Every app setting of the configuration contract (DESIGN.md, "Configuration") that has a value in
+// Azure is set here; see docs/deploy.md for the ones left out on purpose.
+
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (the azd environment name); part of the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Location of every resource. Flex Consumption exists in a subset of regions: `az functionapp list-flexconsumption-locations`.')
+param location string = resourceGroup().location
+
+@description('FlexConsumption (FC1, recommended) or Consumption (Linux Consumption, Y1).')
+@allowed([
+  'FlexConsumption'
+  'Consumption'
+])
+param hostingPlan string = 'FlexConsumption'
+
+@description('Entra tenant whose Teams notifications are accepted (GRAPH_TENANT_ID; a comma list is allowed). Empty: the tenant of the deployment.')
+param graphTenantId string = ''
+
+@description('Application (client) id of the Entra app registration that owns the Graph subscriptions (GRAPH_CLIENT_ID). Empty: the Function App\'s managed identity is that application.')
+param graphClientId string = ''
+
+@description('Client secret of that app registration (GRAPH_CLIENT_SECRET), stored in Key Vault. Empty: the renewer uses the managed identity.')
+@secure()
+param graphClientSecret string = ''
+
+@description('The secret clientState given to Graph with every subscription (NOTIFICATION_CLIENT_STATE). 16-128 characters; keep it and pass the same value on every deployment.')
+@secure()
+@minLength(16)
+@maxLength(128)
+param notificationClientState string
+
+@description('Read NOTIFICATION_CLIENT_STATE (and GRAPH_CLIENT_SECRET) through Key Vault references (true) or set the values directly as app settings (false).')
+param secretsAsKeyVaultReferences bool = true
+
+@description('A host key of the Function App that Graph sends as `?code=` (appended to NOTIFICATION_URL and LIFECYCLE_NOTIFICATION_URL). Choose it yourself, URL-safe (for example `openssl rand -hex 32`), and set the same value on the app with `az functionapp keys set` after the first publish; empty = the URLs carry no key.')
+@secure()
+param functionKey string = ''
+
+@description('Name of the notification certificate in Key Vault (NOTIFICATION_CERTIFICATE_NAME).')
+param notificationCertificateName string = 'graph-notifications'
+
+@description('Blob container of the archive (ARCHIVE_CONTAINER).')
+param archiveContainerName string = 'teams-notifications'
+
+@description('Desired subscriptions file (SUBSCRIPTIONS_FILE), relative to the app root, where scripts/package puts it.')
+param subscriptionsFile string = 'subscriptions.json'
+
+@description('NCRONTAB schedule of the renew timer (RENEW_SCHEDULE).')
+param renewSchedule string = '0 */30 * * * *'
+
+@description('Log level of the handler (RUST_LOG).')
+param rustLog string = 'info'
+
+@description('Object id of the deploying user or service principal; gets Key Vault Certificates Officer and Storage Blob Data Contributor. Empty = none.')
+param deployerPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param deployerPrincipalType string = 'User'
+
+@description('Replication of the storage account that holds the archive.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Also give the host the queue and table endpoints and roles (only for queue, blob or durable triggers).')
+param hostStorageQueueAndTable bool = false
+
+@description('Flex Consumption: version of the `custom` runtime (`az functionapp list-flexconsumption-runtimes --location <region> --runtime custom`).')
+param customRuntimeVersion string = '1.0'
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// Optional explicit names; empty = derived from the resource token.
+param functionAppName string = ''
+param appServicePlanName string = ''
+param storageAccountName string = ''
+param keyVaultName string = ''
+param logAnalyticsName string = ''
+param applicationInsightsName string = ''
+param identityName string = ''
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(appName, 32)}-${take(resourceToken, 7)}'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: !empty(identityName) ? identityName : '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+  location: location
+  tags: tags
+}
+
+module storage './core/storage/storage-account.bicep' = {
+  name: 'storage'
+  params: {
+    name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    containers: [
+      {
+        name: deploymentContainerName
+      }
+      {
+        name: archiveContainerName
+      }
+    ]
+  }
+}
+
+module keyVault './core/security/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    clientStateValue: notificationClientState
+    graphClientSecretValue: graphClientSecret
+  }
+}
+
+module monitoring './core/monitor/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module rbac './app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    storageAccountName: storage.outputs.name
+    archiveContainerName: archiveContainerName
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    managedIdentityPrincipalId: identity.properties.principalId
+    hostStorageQueueAndTable: hostStorageQueueAndTable
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+  }
+}
+
+var clientStateReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientStateSecretUri})'
+var clientStateSetting = secretsAsKeyVaultReferences ? clientStateReference : notificationClientState
+
+var graphSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.graphClientSecretUri})'
+var graphSecretValue = secretsAsKeyVaultReferences ? graphSecretReference : graphClientSecret
+var graphSecretSetting = {
+  GRAPH_CLIENT_SECRET: graphSecretValue
+}
+var graphSecretSettings = empty(graphClientSecret) ? {} : graphSecretSetting
+
+// The configuration contract (DESIGN.md), wired to the resources above. NOTIFICATION_URL and
+// LIFECYCLE_NOTIFICATION_URL are added by the functions module, which knows the app's host name.
+var contractSettings = {
+  AZURE_CLIENT_ID: identity.properties.clientId
+  GRAPH_TENANT_ID: !empty(graphTenantId) ? graphTenantId : tenant().tenantId
+  GRAPH_CLIENT_ID: !empty(graphClientId) ? graphClientId : identity.properties.clientId
+  NOTIFICATION_CLIENT_STATE: clientStateSetting
+  KEY_VAULT_URL: keyVault.outputs.vaultUri
+  NOTIFICATION_CERTIFICATE_NAME: notificationCertificateName
+  ARCHIVE_ACCOUNT_URL: 'https://${storage.outputs.name}.blob.${environment().suffixes.storage}'
+  ARCHIVE_CONTAINER: archiveContainerName
+  SUBSCRIPTIONS_FILE: subscriptionsFile
+  RENEW_SCHEDULE: renewSchedule
+  RUST_LOG: rustLog
+}
+var handlerSettings = union(contractSettings, graphSecretSettings)
+
+module functionApp './core/host/functions.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: appName
+    planName: !empty(appServicePlanName) ? appServicePlanName : '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: 'handler'
+    hostingPlan: hostingPlan
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appSettings: handlerSettings
+    functionKey: functionKey
+    hostStorageQueueAndTable: hostStorageQueueAndTable
+    customRuntimeVersion: customRuntimeVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+  // The roles must exist before the app starts and resolves its Key Vault references.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// Outputs (upper case: azd stores them in the environment). No secret is output: the URLs are
+// given without the `?code=` key.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_URL string = keyVault.outputs.vaultUri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_DEPLOYMENT_CONTAINER string = deploymentContainerName
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output GRAPH_CLIENT_ID string = !empty(graphClientId) ? graphClientId : identity.properties.clientId
+output NOTIFICATION_CERTIFICATE_NAME string = notificationCertificateName
+output ARCHIVE_CONTAINER string = archiveContainerName
+output NOTIFICATION_URL string = functionApp.outputs.notificationUrl
+output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotificationUrl
+output HOSTING_PLAN string = hostingPlan

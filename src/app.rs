@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::archive::{self, Archive};
 use crate::config::Config;
 use crate::graph::tokens::TokenValidator;
-use crate::keys::{CertificateStore, local::LocalSource};
+use crate::keys::{CertificateStore, keyvault::KeyVaultSource, local::LocalSource};
 use crate::receiver::Receiver;
 use crate::server::AppState;
 
@@ -22,7 +22,15 @@ pub enum StartError {
     Keys(#[from] crate::keys::KeyError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Renewer(#[from] crate::renew::SetupError),
 }
+
+/// How often Key Vault certificates are re-read (new versions appear without a restart; an
+/// unknown id also triggers a rate-limited refresh).
+pub const KEY_VAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An outbound HTTP client trusting the system roots plus `SSL_CERT_FILE` (private CAs,
 /// corporate proxies, test fakes).
@@ -45,6 +53,12 @@ pub fn http_client() -> Result<reqwest::Client, StartError> {
 
 /// The certificate store the configuration names (Key Vault wins over local files).
 pub async fn certificate_store(config: &Config) -> Result<CertificateStore, StartError> {
+    if config.key_vault_url.is_some() || config.certificate_name.is_some() {
+        let credential = crate::identity::credential(config)?;
+        if let Some(source) = KeyVaultSource::from_config(config, credential)? {
+            return Ok(CertificateStore::from_key_vault(source).await?);
+        }
+    }
     if !config.local_certificates.is_empty() {
         return Ok(CertificateStore::from_local(LocalSource {
             certificates: config.local_certificates.clone(),
@@ -71,6 +85,9 @@ pub fn token_validator(config: &Config, http: reqwest::Client) -> Option<Arc<Tok
 pub async fn state(config: &Config) -> Result<AppState, StartError> {
     let archive: Arc<dyn Archive> = archive::open(config).await?;
     let keys = Arc::new(certificate_store(config).await?);
+    if config.key_vault_url.is_some() {
+        keys.spawn_periodic_refresh(KEY_VAULT_REFRESH);
+    }
     let http = http_client()?;
     let tokens = token_validator(config, http);
     if config.client_state.is_none() {
@@ -86,6 +103,15 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             "no decryption certificate configured: rich notifications will be quarantined"
         );
     }
+    // The renewer and the lifecycle reactions, when desired subscriptions are configured.
+    let hooks: Option<Arc<dyn crate::server::Hooks>> =
+        crate::renew::RenewContext::from_config(config, keys.clone(), archive.clone())?
+            .map(|ctx| Arc::new(crate::renew::RenewHooks(Arc::new(ctx))) as _);
+    if hooks.is_none() {
+        tracing::info!(
+            "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
+        );
+    }
     tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
     Ok(AppState {
         receiver: Arc::new(Receiver {
@@ -95,6 +121,6 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             tokens,
         }),
         max_body_bytes: config.max_body_bytes,
-        hooks: None,
+        hooks,
     })
 }

@@ -29,6 +29,11 @@ enum Command {
     },
     /// Play Graph against a running handler (rich notifications, encrypted and signed).
     Simulate(cli::simulate::SimulateArgs),
+    /// List, create, renew, delete or reconcile the Graph subscriptions (SUBSCRIPTIONS_FILE).
+    Subscriptions {
+        #[command(subcommand)]
+        cmd: cli::subscriptions::SubscriptionsCommand,
+    },
     /// Decrypt a captured notification (collection, item, quarantine or raw record) offline.
     Decrypt {
         /// The JSON file.
@@ -64,6 +69,9 @@ fn main() -> ExitCode {
             Command::Serve => serve().await,
             Command::Demo { dir } => cli::demo::run(&dir).await.map(|_| ()),
             Command::Simulate(args) => cli::simulate::run(args, &Config::from_env()?).await,
+            Command::Subscriptions { cmd } => {
+                cli::subscriptions::run(cmd, &Config::from_env()?).await
+            }
             Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
             Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,

@@ -90,17 +90,8 @@ impl BlobArchive {
     }
 
     /// Opens the archive at `account_url` (`ARCHIVE_ACCOUNT_URL`, e.g.
-    /// `https://acct.blob.core.windows.net`) with the managed identity of the Function App.
-    pub async fn from_account_url(
-        account_url: &str,
-        container: &str,
-    ) -> Result<Self, ArchiveError> {
-        let credential = azure_identity::ManagedIdentityCredential::new(None)
-            .map_err(|e| ArchiveError::Config(format!("managed identity: {e}")))?;
-        Self::from_account_url_with_credential(account_url, container, credential).await
-    }
-
-    /// Opens the archive at `account_url` with any token credential (scope
+    /// `https://acct.blob.core.windows.net`) with a token credential (the Function App's managed
+    /// identity in production, see `identity`; scope
     /// `https://storage.azure.com/.default`; the identity needs "Storage Blob Data Contributor").
     pub async fn from_account_url_with_credential(
         account_url: &str,

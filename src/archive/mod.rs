@@ -204,9 +204,19 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Archive>, ArchiveError> {
         ArchiveConfig::BlobAccountUrl {
             account_url,
             container,
-        } => Ok(Arc::new(
-            blob::BlobArchive::from_account_url(account_url, container).await?,
-        )),
+        } => {
+            let credential = crate::identity::credential(config).map_err(|e| {
+                ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL credential: {e}"))
+            })?;
+            Ok(Arc::new(
+                blob::BlobArchive::from_account_url_with_credential(
+                    account_url,
+                    container,
+                    credential,
+                )
+                .await?,
+            ))
+        }
     }
 }
 

@@ -41,13 +41,13 @@ pub const CERT_ID: &str = "notify-2026";
 // ---------------------------------------------------------------------------------------------
 
 /// A test CA and a leaf for `127.0.0.1` signed by it (DER), made once per test binary.
-struct TestPki {
-    ca_pem: Vec<u8>,
+pub struct TestPki {
+    pub ca_pem: Vec<u8>,
     chain: Vec<Vec<u8>>,
     leaf_key_pkcs8: Vec<u8>,
 }
 
-fn pki() -> &'static TestPki {
+pub fn pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
     PKI.get_or_init(|| {
         use openssl::asn1::Asn1Time;

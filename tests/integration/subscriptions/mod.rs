@@ -875,3 +875,60 @@ async fn no_secret_reaches_the_logs_or_the_invocation_answer() {
         assert!(!body.to_string().contains(secret), "{secret} in the answer");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The operator's CLI (the real binary, its own process, same configuration)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriptions_cli_reconciles_then_lists() {
+    let h = harness(seeds()).await;
+    let ca = h.dir.path().join("test-ca.pem");
+    std::fs::write(&ca, &pki().ca_pem).unwrap();
+    let pem = h.dir.path().join("current.pem");
+    std::fs::write(
+        &pem,
+        teams_notifications::keys::dev::to_pem(&h.key).unwrap(),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        c.env_clear()
+            .envs(h.settings.iter())
+            .env("SSL_CERT_FILE", &ca)
+            .env(
+                "NOTIFICATION_CERTIFICATES",
+                format!("{CERT_ID}={}", pem.display()),
+            )
+            .args(args);
+        c.output().unwrap()
+    };
+    let out = tokio::task::block_in_place(|| run(&["subscriptions", "reconcile", "--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions = report["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3, "{report:#}");
+    assert_eq!(
+        h.fake.all().len(),
+        3,
+        "Graph now holds the three desired subscriptions"
+    );
+
+    let out = tokio::task::block_in_place(|| run(&["subscriptions", "list", "--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed:#}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(CLIENT_STATE) && !text.contains(CLIENT_SECRET),
+        "no secret is printed"
+    );
+}

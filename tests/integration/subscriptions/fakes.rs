@@ -50,75 +50,12 @@ pub struct TestPki {
 pub fn pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
     PKI.get_or_init(|| {
-        use openssl::asn1::Asn1Time;
-        use openssl::bn::BigNum;
-        use openssl::hash::MessageDigest;
-        use openssl::pkey::PKey;
-        use openssl::rsa::Rsa;
-        use openssl::x509::extension::{
-            BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-        };
-        use openssl::x509::{X509, X509NameBuilder};
-
-        let name = |cn: &str| {
-            let mut n = X509NameBuilder::new().unwrap();
-            n.append_entry_by_text("CN", cn).unwrap();
-            n.build()
-        };
-        let ca_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut ca = X509::builder().unwrap();
-        ca.set_version(2).unwrap();
-        ca.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-            .unwrap();
-        ca.set_subject_name(&name("fake entra test CA")).unwrap();
-        ca.set_issuer_name(&name("fake entra test CA")).unwrap();
-        ca.set_pubkey(&ca_key).unwrap();
-        ca.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        ca.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        ca.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        ca.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
-        let ca = ca.build();
-
-        let leaf_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut leaf = X509::builder().unwrap();
-        leaf.set_version(2).unwrap();
-        leaf.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
-            .unwrap();
-        leaf.set_subject_name(&name("127.0.0.1")).unwrap();
-        leaf.set_issuer_name(ca.subject_name()).unwrap();
-        leaf.set_pubkey(&leaf_key).unwrap();
-        leaf.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        leaf.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        let san = SubjectAlternativeName::new()
-            .ip("127.0.0.1")
-            .build(&leaf.x509v3_context(Some(&ca), None))
-            .unwrap();
-        leaf.append_extension(san).unwrap();
-        leaf.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-            .unwrap();
-        leaf.append_extension(BasicConstraints::new().build().unwrap())
-            .unwrap();
-        leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
-        let leaf = leaf.build();
-
+        // The same test CA as the fake Key Vault's.
+        let ca = crate::keyvault::fake::TestCa::generate();
         TestPki {
-            ca_pem: ca.to_pem().unwrap(),
-            chain: vec![leaf.to_der().unwrap(), ca.to_der().unwrap()],
-            leaf_key_pkcs8: leaf_key.private_key_to_pkcs8().unwrap(),
+            ca_pem: ca.cert.to_pem().unwrap(),
+            chain: vec![ca.server_cert.to_der().unwrap(), ca.cert.to_der().unwrap()],
+            leaf_key_pkcs8: ca.server_key.private_key_to_pkcs8().unwrap(),
         }
     })
 }

@@ -74,9 +74,20 @@ async fn receiver(
     }
 }
 
-async fn bench_basic(batch: usize, total: usize) -> f64 {
+/// Every archive folder of the run: removed only at the end, so that no phase pays for the
+/// deletion of an earlier phase's files (ext4 without a journal scans recently freed inodes).
+static ARCHIVES: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+fn archive_dir() -> std::path::PathBuf {
     let dir = tempfile::tempdir().unwrap();
-    let r = receiver(dir.path(), CertificateStore::empty(), None).await;
+    let path = dir.path().to_path_buf();
+    ARCHIVES.lock().unwrap().push(dir);
+    path
+}
+
+async fn bench_basic(batch: usize, total: usize) -> f64 {
+    let dir = archive_dir();
+    let r = receiver(&dir, CertificateStore::empty(), None).await;
     let bodies: Vec<Vec<u8>> = (0..total / batch)
         .map(|k| basic_body(batch, k * batch))
         .collect();
@@ -237,10 +248,10 @@ fn main() {
     // Rich path, receiver direct: notifications per CPU-second.
     let total = 4_000;
     let bodies = rich_bodies(&key, &tokens, 100, total);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = archive_dir();
     let keys =
         CertificateStore::from_keys(vec![dev::self_signed("unused-old", 30), clone_key(&key)]);
-    let r = rt.block_on(receiver(dir.path(), keys, Some(validator.clone())));
+    let r = rt.block_on(receiver(&dir, keys, Some(validator.clone())));
     // Warm the JWKS and token caches.
     let warm = rich_bodies(&key, &tokens, 1, 1);
     rt.block_on(r.receive(Endpoint::Notifications, &warm[0]))
@@ -284,9 +295,9 @@ fn main() {
     let speed = openssl_speed_rsa2048();
 
     // Latency of batches of 100 over HTTP on loopback (the real server).
-    let dir2 = tempfile::tempdir().unwrap();
+    let dir2 = archive_dir();
     let keys2 = CertificateStore::from_keys(vec![clone_key(&key)]);
-    let r2 = rt.block_on(receiver(dir2.path(), keys2, Some(validator)));
+    let r2 = rt.block_on(receiver(&dir2, keys2, Some(validator)));
     let latency = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(

@@ -11,6 +11,10 @@
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
 //! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends, and the records.
 //! - [`app`]: builds the running service from a `Config` (shared by the binary and the tests).
+//! - [`identity`]: the app's credential (client secret, workload or managed identity).
+//! - [`renew`], [`lifecycle`], [`host`]: the subscription renewer (timer), lifecycle reactions,
+//!   and the custom-handler invocation contract they use.
+//! - [`replay`], [`report`], [`simulate`], [`cli`]: the operator's side (commands).
 //! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
 //!   validationTokens) for `handler demo`, `handler simulate`, tests and benchmarks.
 

@@ -197,3 +197,82 @@ async fn demo_runs_to_completion_and_its_archive_holds_the_decoded_meeting() {
     assert_eq!(archive.list(Kind::Rejected).await.unwrap().len(), 1);
     assert_eq!(archive.list(Kind::Lifecycle).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_plays_graph_against_a_running_handler() {
+    use teams_notifications::archive::{Archive, Kind, fs::FsArchive};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dev::self_signed("sim-cert", 30);
+    let pem = dir.path().join("sim-cert.pem");
+    std::fs::write(&pem, dev::to_pem(&key).unwrap()).unwrap();
+    let issuer_port = free_port();
+    let settings = [
+        ("NOTIFICATION_CLIENT_STATE", "sim-state".to_string()),
+        (
+            "GRAPH_TENANT_ID",
+            "f69f5191-20ae-4093-8dae-3ec09edeb253".to_string(),
+        ),
+        (
+            "GRAPH_CLIENT_ID",
+            "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".to_string(),
+        ),
+        (
+            "NOTIFICATION_CERTIFICATES",
+            format!("sim-cert={}", pem.display()),
+        ),
+    ];
+    // The handler trusts the issuer `simulate` will run on `issuer_port`.
+    let authority = format!("http://127.0.0.1:{issuer_port}");
+    let mut overrides: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    overrides.push(("AUTHORITY_HOST", authority.as_str()));
+    let app = crate::support::spawn_app(&overrides).await;
+
+    let url = format!("{}/api/notifications", app.url);
+    let issuer_key = dir.path().join("issuer.pem");
+    let out = tokio::task::block_in_place(|| {
+        handler()
+            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .args([
+                "simulate",
+                "--url",
+                &url,
+                "--scenario",
+                "meeting",
+                "--count",
+                "20",
+                "--batch",
+                "5",
+            ])
+            .args([
+                "--issuer-port",
+                &issuer_port.to_string(),
+                "--issuer-key",
+                issuer_key.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("sent 4 request(s)") && stdout.contains("202: 4"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("p50") && stdout.contains("p99"), "{stdout}");
+    assert!(
+        issuer_key.exists(),
+        "the issuer key is kept for the next run"
+    );
+
+    let archive = FsArchive::open(&app.archive_dir).await.unwrap();
+    let events = archive.list(Kind::Events).await.unwrap();
+    assert_eq!(events.len(), 20);
+    let e: serde_json::Value =
+        serde_json::from_slice(&archive.get(&events[0]).await.unwrap().unwrap()).unwrap();
+    assert_eq!(e["certificateId"], "sim-cert");
+    assert!(archive.list(Kind::Rejected).await.unwrap().is_empty());
+}

@@ -33,22 +33,38 @@ pub enum StartError {
 pub const KEY_VAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An outbound HTTP client trusting the system roots plus `SSL_CERT_FILE` (private CAs,
-/// corporate proxies, test fakes).
+/// corporate proxies, test fakes). A machine without system roots still gets a client (trusting
+/// only `SSL_CERT_FILE`), so the handler starts and serves; its outbound calls then fail with a
+/// TLS error naming the problem instead of the whole handler refusing to start.
 pub fn http_client() -> Result<reqwest::Client, StartError> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(30));
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+    };
+    let mut extra = Vec::new();
     if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
         let pem = std::fs::read(&path).map_err(|e| {
             StartError::Http(format!("SSL_CERT_FILE {}: {e}", path.to_string_lossy()))
         })?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| StartError::Http(format!("SSL_CERT_FILE: {e}")))?
-        {
-            builder = builder.add_root_certificate(cert);
+        extra = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| StartError::Http(format!("SSL_CERT_FILE: {e}")))?;
+    }
+    let with_system_roots = extra
+        .iter()
+        .cloned()
+        .fold(builder(), |b, cert| b.add_root_certificate(cert))
+        .build();
+    match with_system_roots {
+        Ok(client) => Ok(client),
+        Err(e) => {
+            tracing::error!(error = %e, "no usable system CA certificates: outbound TLS trusts only SSL_CERT_FILE");
+            builder()
+                .tls_certs_only(extra)
+                .build()
+                .map_err(|e| StartError::Http(e.to_string()))
         }
     }
-    builder.build().map_err(|e| StartError::Http(e.to_string()))
 }
 
 /// The certificate store the configuration names (Key Vault wins over local files).

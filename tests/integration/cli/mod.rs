@@ -276,3 +276,34 @@ async fn simulate_plays_graph_against_a_running_handler() {
     assert_eq!(e["certificateId"], "sim-cert");
     assert!(archive.list(Kind::Rejected).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn it_starts_and_serves_on_a_machine_without_system_ca_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = handler()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("ARCHIVE_DIR", dir.path())
+        .env("GRAPH_TENANT_ID", "t")
+        .env("GRAPH_CLIENT_ID", "c")
+        // No roots anywhere: the platform verifier finds none.
+        .env("SSL_CERT_FILE", "/dev/null")
+        .env("SSL_CERT_DIR", dir.path().join("no-such-dir"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}")).send().await {
+            break r.status();
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready, 200, "the handler must start without system roots");
+}

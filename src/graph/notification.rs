@@ -158,7 +158,8 @@ pub fn parse_collection(body: &[u8]) -> Result<NotificationCollection, ParseErro
 }
 
 /// Removes commas that directly precede `}` or `]` (outside strings). `None` when there were none.
-fn strip_trailing_commas(body: &[u8]) -> Option<Vec<u8>> {
+/// Public for tools and tests that read Microsoft's published samples.
+pub fn strip_trailing_commas(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len());
     let mut in_string = false;
     let mut escaped = false;

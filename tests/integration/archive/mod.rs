@@ -359,31 +359,11 @@ async fn blob_archive_that_never_answers_fails_instead_of_hanging() {
     );
 }
 
-/// Collects everything the SDK and the backend log, at every level.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn blob_traffic_never_logs_the_key_or_the_signature() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let logs = crate::support::CapturedLogs::default();
     // Thread-local: this current-thread runtime runs the SDK's tasks on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
     let mut azurite = Azurite::start_private();
     let archive = BlobArchive::from_connection_string(
@@ -403,7 +383,7 @@ async fn blob_traffic_never_logs_the_key_or_the_signature() {
         .await;
     assert!(failed.is_err());
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("sig=REDACTED"),
         "the SDK's request log was captured (else this test proves nothing):\n{text}"

@@ -285,9 +285,9 @@ async fn an_unusable_version_is_skipped_and_the_others_load() {
     ])
     .await;
 
-    let logs = CapturedLogs::default();
+    let logs = crate::support::CapturedLogs::default();
     let keys = {
-        let _guard = tracing::subscriber::set_default(logs.subscriber());
+        let _guard = logs.install();
         s.source.load().await.unwrap()
     };
     assert_eq!(ids(&keys), vec![format!("{NAME}.g0")]);
@@ -311,37 +311,6 @@ async fn an_unusable_version_is_skipped_and_the_others_load() {
     }
     assert!(!logs.contains("PRIVATE KEY"), "{logs}");
     assert!(!logs.contains(TOKEN), "{logs}");
-}
-
-/// Everything logged (at every level) while a guard from [`CapturedLogs::subscriber`] is set.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
-        let sink = self.0.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || CapturedWriter(sink.clone()))
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -829,29 +829,10 @@ async fn a_lifecycle_post_is_answered_before_the_reaction_runs() {
 // Secrets
 // ---------------------------------------------------------------------------------------------
 
-/// Collects everything the process logs while a future runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_the_logs_or_the_invocation_answer() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = crate::support::CapturedLogs::default();
+    let _guard = captured.install();
 
     let h = harness(seeds()).await;
     let mut old = existing(CHAT_MESSAGES, "created,updated", 30);
@@ -868,7 +849,7 @@ async fn no_secret_reaches_the_logs_or_the_invocation_answer() {
     lifecycle::react_now(&h.ctx, &lifecycle_item(&id, "reauthorizationRequired")).await;
     lifecycle::react_now(&h.ctx, &lifecycle_item(&id, "missed")).await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("reconcile"), "the capture works: {logs}");
     for secret in [CLIENT_SECRET, CLIENT_STATE, ACCESS_TOKEN] {
         assert!(!logs.contains(secret), "{secret} was logged");

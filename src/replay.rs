@@ -62,6 +62,11 @@ pub async fn replay(
             continue;
         };
         for item in record.notifications {
+            // A quarantined item was handled by the first pass: once is enough.
+            let quarantined = records::item_name(Kind::Quarantine, &item, &item.canonical());
+            if archive.get(&quarantined).await?.is_some() {
+                continue;
+            }
             stats.examined += 1;
             replay_item(archive, keys, &record.received_at, item, &mut stats).await?;
         }

@@ -435,6 +435,12 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
         .await
         .unwrap();
     assert_eq!(first.recovered, 2, "{first:?}");
+    // Each quarantined item is looked at once (not again from its raw batch).
+    assert_eq!(
+        (first.examined, first.still_quarantined, first.already_done),
+        (5, 3, 0),
+        "{first:?}"
+    );
     let events = r.records(Kind::Events).await;
     assert_eq!(events.len(), 2);
     assert!(
@@ -447,6 +453,15 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
         .await
         .unwrap();
     assert_eq!(second.recovered, 0);
+    assert_eq!(
+        (
+            second.examined,
+            second.already_done,
+            second.still_quarantined
+        ),
+        (5, 2, 3),
+        "{second:?}"
+    );
     assert_eq!(r.app.counts().await, before, "replaying twice adds nothing");
 }
 

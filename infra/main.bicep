@@ -62,6 +62,9 @@ param subscriptionsFile string = 'subscriptions.json'
 @description('NCRONTAB schedule of the renew timer (RENEW_SCHEDULE).')
 param renewSchedule string = '0 */30 * * * *'
 
+@description('Renew a subscription when less than this share of its lifetime remains (RENEW_WHEN_REMAINING, 0..1).')
+param renewWhenRemaining string = '0.5'
+
 @description('Log level of the handler (RUST_LOG).')
 param rustLog string = 'info'
 
@@ -202,6 +205,7 @@ var contractSettings = {
   ARCHIVE_CONTAINER: archiveContainerName
   SUBSCRIPTIONS_FILE: subscriptionsFile
   RENEW_SCHEDULE: renewSchedule
+  RENEW_WHEN_REMAINING: renewWhenRemaining
   RUST_LOG: rustLog
 }
 var handlerSettings = union(contractSettings, graphSecretSettings)

@@ -226,15 +226,7 @@ fn serve_identity_endpoint(
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let request = TokenRequest {
                         path: req.uri().path().to_string(),
-                        query: req
-                            .uri()
-                            .query()
-                            .map(|q| {
-                                url::form_urlencoded::parse(q.as_bytes())
-                                    .into_owned()
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        query: fake::query_of(req.uri()),
                         identity_header: req
                             .headers()
                             .get("x-identity-header")

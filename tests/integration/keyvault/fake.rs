@@ -45,6 +45,17 @@ pub const CHALLENGE: &str = r#"Bearer authorization="https://login.microsoftonli
 /// The scope a client derives from [`CHALLENGE`].
 pub const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
 
+/// A request's query parameters, decoded.
+pub fn query_of(uri: &hyper::Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -424,15 +435,7 @@ impl FakeVault {
 
     fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
-        let query: HashMap<String, String> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_of(req.uri());
         let authorization = req
             .headers()
             .get(hyper::header::AUTHORIZATION)

@@ -187,6 +187,36 @@ impl Config {
     }
 }
 
+/// `LOG_FORMAT`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// `json`: one JSON object per line (what Application Insights ingests best).
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` from the process environment (before anything else, since the log
+    /// subscriber is installed first).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(LogFormat::Text),
+            Some(v) if v.is_empty() || v == "text" => Ok(LogFormat::Text),
+            Some(v) if v == "json" => Ok(LogFormat::Json),
+            Some(v) => Err(ConfigError {
+                name: "LOG_FORMAT",
+                reason: format!("expected `text` or `json`, got {v:?}"),
+            }),
+        }
+    }
+}
+
 /// `path` or `id=path`. A Windows-style `C:\...` path has no `=`, so the split is unambiguous.
 fn parse_local_certificate(entry: &str) -> Result<LocalCertificate, ConfigError> {
     let (id, path) = match entry.split_once('=') {

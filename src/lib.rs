@@ -11,6 +11,7 @@
 //! - [`keys`]: the certificate store (local files or Azure Key Vault, several live keys).
 //! - [`archive`]: the `Archive` trait with filesystem and Azure Blob backends, and the records.
 //! - [`app`]: builds the running service from a `Config` (shared by the binary and the tests).
+//! - [`logging`]: log lines outside input cannot forge ([`logging::escape`]), text or JSON.
 //! - [`identity`]: the app's credential (client secret, workload or managed identity).
 //! - [`renew`], [`lifecycle`], [`host`]: the subscription renewer (timer), lifecycle reactions,
 //!   and the custom-handler invocation contract they use.
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod issuer;
 pub mod keys;
 pub mod lifecycle;
+pub mod logging;
 pub mod receiver;
 pub mod renew;
 pub mod replay;

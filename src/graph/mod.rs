@@ -5,5 +5,6 @@
 pub mod crypto;
 pub mod events;
 pub mod notification;
+pub mod screening;
 pub mod subscriptions;
 pub mod tokens;

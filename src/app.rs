@@ -135,8 +135,10 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             archive,
             keys,
             tokens,
+            max_items_per_request: config.limits.max_items_per_request,
         }),
         max_body_bytes: config.max_body_bytes,
+        limits: config.limits.clone(),
         hooks,
     })
 }

@@ -3,6 +3,7 @@
 //!
 //! Codemap:
 //! - [`config`]: typed settings from the environment (the Functions app settings).
+//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain.
 //! - [`server`]: the HTTP surface the Functions host calls (warp); thin handlers.
 //! - [`receiver`]: the notification path, top to bottom (parse, clientState, validationTokens,
 //!   persist, decrypt, archive).
@@ -23,6 +24,7 @@ pub mod app;
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod graph;
 pub mod host;
 pub mod identity;
@@ -30,9 +32,11 @@ pub mod issuer;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;
+pub mod reaction_gate;
 pub mod receiver;
 pub mod renew;
 pub mod replay;
 pub mod report;
 pub mod server;
 pub mod simulate;
+pub mod single_flight;

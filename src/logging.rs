@@ -181,6 +181,9 @@ mod tests {
         let long = "é".repeat(MAX_LOGGED_CHARS + 10);
         let shown = escape(&long).to_string();
         assert!(shown.ends_with("…(+20 bytes)"), "{shown}");
-        assert_eq!(shown.chars().filter(|c| *c == 'é').count(), MAX_LOGGED_CHARS);
+        assert_eq!(
+            shown.chars().filter(|c| *c == 'é').count(),
+            MAX_LOGGED_CHARS
+        );
     }
 }

@@ -88,6 +88,9 @@ fn main() -> ExitCode {
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
         }
     });
+    // The drain is over (or the command is done): work still on the blocking pool (a
+    // decryption of a request nobody waits for) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

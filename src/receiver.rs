@@ -7,11 +7,13 @@
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
-use std::collections::HashMap;
+mod intake;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::records::{
@@ -20,9 +22,13 @@ use crate::archive::records::{
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
-use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
+use crate::graph::notification::{ChangeNotification, ParseError};
+use crate::graph::screening::ScreenError;
 use crate::graph::tokens::TokenValidator;
 use crate::keys::{CertificateStore, DecryptionKey};
+use crate::logging::escape;
+
+pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,8 @@ pub struct Receipt {
     pub items: usize,
     /// Items dropped for a wrong or missing clientState.
     pub dropped_client_state: usize,
+    /// Items identical to an earlier one of the same body (handled once).
+    pub repeated: usize,
     /// Items whose batch failed validationTokens (stored under `rejected/`, never as events).
     pub rejected: usize,
     /// Items archived as events (new or already there).
@@ -62,6 +70,9 @@ pub enum ReceiveError {
     /// 400: the body is not a notification collection.
     #[error("{0}")]
     BadRequest(#[from] ParseError),
+    /// 413: more items than `MAX_ITEMS_PER_REQUEST`.
+    #[error("{0}")]
+    TooMany(ScreenError),
     /// 503: something could not be persisted; Graph will retry.
     #[error("{0}")]
     Unavailable(#[from] ArchiveError),
@@ -76,6 +87,8 @@ pub struct Receiver {
     /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
     /// genuine, so they are rejected.
     pub tokens: Option<Arc<TokenValidator>>,
+    /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
+    pub max_items_per_request: usize,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -93,6 +106,8 @@ pub(crate) struct Pending {
     pub(crate) name: ObjectName,
     pub(crate) body: Bytes,
     outcome: Outcome,
+    /// For a quarantined item: the reason code and the subscription id (for the summary line).
+    pub(crate) quarantined: Option<(&'static str, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -104,82 +119,60 @@ enum Outcome {
 }
 
 impl Receiver {
-    /// Runs a body through the notification path.
-    pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
+    /// Runs a body through the notification path. The CPU-heavy steps (the first pass over
+    /// the body, building items and records, decryption) run on the blocking pool, so the
+    /// async workers stay free for readiness polls and handshakes.
+    pub async fn receive(&self, endpoint: Endpoint, body: Bytes) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
-        let collection = parse_collection(body)?;
+        let check = ClientStateCheck::new(self.client_state.as_ref());
+        let max_items = self.max_items_per_request;
+        let intake = tokio::task::spawn_blocking(move || intake::intake(&body, max_items, &check))
+            .await
+            .expect("the first pass never panics")
+            .map_err(|e| match e {
+                IntakeError::TooMany(e) => ReceiveError::TooMany(e),
+                IntakeError::BadRequest(e) => ReceiveError::BadRequest(e),
+            })?;
         let mut receipt = Receipt {
-            items: collection.value.len(),
+            items: intake.items,
+            dropped_client_state: intake.dropped.count,
+            repeated: intake.repeated,
             ..Receipt::default()
         };
-
-        let accepted: Vec<ChangeNotification> = collection
-            .value
-            .into_iter()
-            .filter(|item| {
-                let ok = self.client_state_matches(item.client_state.as_deref());
-                if !ok {
-                    receipt.dropped_client_state += 1;
-                    tracing::warn!(
-                        subscription_id = %item.subscription_id,
-                        reason = if self.client_state.is_none() { "NOTIFICATION_CLIENT_STATE is not configured" } else { "clientState does not match" },
-                        "notification dropped"
-                    );
-                }
-                ok
-            })
-            .collect();
-        if accepted.is_empty() {
+        log_dropped(&intake.dropped, self.client_state.is_none());
+        if intake.accepted.is_empty() {
             return Ok(receipt);
         }
 
-        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
+        let (lifecycle, changes): (Vec<_>, Vec<_>) = intake
+            .accepted
             .into_iter()
             .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
         let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
 
         // validationTokens: once per request, only when the batch carries resource data.
         if !rich.is_empty()
-            && let Err(reason) = self
-                .check_tokens(&collection.validation_tokens, &rich)
-                .await
+            && let Err(reason) = self.check_tokens(&intake.validation_tokens, &rich).await
         {
             let all: Vec<ChangeNotification> =
                 lifecycle.into_iter().chain(basic).chain(rich).collect();
             receipt.rejected = all.len();
-            tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
-            let record = RejectedRecord {
-                received_at,
-                reason: reason.clone(),
-                notifications: all,
-            };
-            let canonicals: Vec<Vec<u8>> = record
-                .notifications
-                .iter()
-                .map(ChangeNotification::canonical)
-                .collect();
-            let name = records::batch_name(
-                Kind::Rejected,
-                record
-                    .notifications
-                    .first()
-                    .and_then(ChangeNotification::partition_date),
-                canonicals.iter().map(Vec::as_slice),
-            );
-            self.archive
-                .put_if_absent(&name, records::to_json(&record))
+            tracing::warn!(items = all.len(), reason = %escape(&reason), "batch rejected: validationTokens");
+            self.store_rejected(received_at, reason.clone(), all)
                 .await?;
             receipt.rejection = Some(reason);
             return Ok(receipt);
         }
 
-        let mut pending = Vec::with_capacity(lifecycle.len() + basic.len() + rich.len());
-        for item in &lifecycle {
-            pending.push(lifecycle_entry(&received_at, item));
-        }
-        for item in &basic {
-            pending.push(basic_event_entry(&received_at, item));
-        }
+        let at = received_at.clone();
+        let (mut pending, lifecycle) = tokio::task::spawn_blocking(move || {
+            let mut pending = Vec::with_capacity(lifecycle.len() + basic.len() + 1);
+            pending.extend(lifecycle.iter().map(|i| lifecycle_entry(&at, i)));
+            pending.extend(basic.iter().map(|i| basic_event_entry(&at, i)));
+            (pending, lifecycle)
+        })
+        .await
+        .expect("building records never panics");
         receipt.lifecycle_items = lifecycle;
 
         if rich.is_empty() {
@@ -198,6 +191,7 @@ impl Receiver {
             ),
             body: records::raw_record_json(&received_at, &canonicals),
             outcome: Outcome::Other,
+            quarantined: None,
         });
         // Decryption (CPU) overlaps with these writes (I/O).
         let (written, decrypted) = tokio::join!(
@@ -205,18 +199,40 @@ impl Receiver {
             self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
         );
         written?;
+        log_quarantined(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
         Ok(receipt)
     }
 
-    fn client_state_matches(&self, got: Option<&str>) -> bool {
-        match (&self.client_state, got) {
-            (Some(expected), Some(got)) => {
-                let expected = expected.expose_secret().as_bytes();
-                expected.len() == got.len() && openssl::memcmp::eq(expected, got.as_bytes())
-            }
-            _ => false,
-        }
+    /// Stores a batch whose validationTokens failed under `rejected/`: evidence, never events.
+    async fn store_rejected(
+        &self,
+        received_at: String,
+        reason: String,
+        notifications: Vec<ChangeNotification>,
+    ) -> Result<(), ArchiveError> {
+        let record = RejectedRecord {
+            received_at,
+            reason,
+            notifications,
+        };
+        let canonicals: Vec<Vec<u8>> = record
+            .notifications
+            .iter()
+            .map(ChangeNotification::canonical)
+            .collect();
+        let name = records::batch_name(
+            Kind::Rejected,
+            record
+                .notifications
+                .first()
+                .and_then(ChangeNotification::partition_date),
+            canonicals.iter().map(Vec::as_slice),
+        );
+        self.archive
+            .put_if_absent(&name, records::to_json(&record))
+            .await?;
+        Ok(())
     }
 
     /// Every token valid, and every rich item's tenant covered by one.
@@ -238,7 +254,7 @@ impl Receiver {
         {
             Some(item) => Err(format!(
                 "no validation token covers the tenant of subscription {}",
-                item.subscription_id
+                escape(&item.subscription_id)
             )),
             None => Ok(()),
         }
@@ -357,6 +373,7 @@ fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
         name: records::item_name(Kind::Lifecycle, item, &canonical),
         body: records::to_json(&record),
         outcome: Outcome::Lifecycle,
+        quarantined: None,
     }
 }
 
@@ -395,10 +412,7 @@ pub(crate) fn rich_entry(
                 Some((key.id.clone(), payload)),
             )
         }
-        Err(e) => {
-            tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
-            quarantine_entry(received_at, item, &canonical, &e)
-        }
+        Err(e) => quarantine_entry(received_at, item, &canonical, &e),
     }
 }
 
@@ -429,6 +443,7 @@ fn event_entry(
         name: records::item_name(Kind::Events, item, canonical),
         body: records::to_json(&record),
         outcome: Outcome::Event,
+        quarantined: None,
     }
 }
 
@@ -439,6 +454,7 @@ fn quarantine_entry(
     reason: &DecryptError,
 ) -> Pending {
     let name = records::item_name(Kind::Quarantine, &item, canonical);
+    let quarantined = Some((reason.code(), item.subscription_id.clone()));
     let record = QuarantineRecord {
         received_at: received_at.to_string(),
         reason: reason.to_string(),
@@ -449,7 +465,61 @@ fn quarantine_entry(
         name,
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
+        quarantined,
     }
+}
+
+/// Outside values named in a summary line, escaped: `[a, b\n, c]`.
+struct Ids<'a>(&'a [String]);
+
+impl std::fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, id) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}", escape(id))?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// One line per request for the items dropped by the clientState check, never one per item.
+fn log_dropped(dropped: &Dropped, unconfigured: bool) {
+    if dropped.count == 0 {
+        return;
+    }
+    tracing::warn!(
+        count = dropped.count,
+        reason = if unconfigured {
+            "NOTIFICATION_CLIENT_STATE is not configured"
+        } else {
+            "clientState does not match"
+        },
+        first_subscription_ids = %Ids(&dropped.first_ids),
+        "notifications dropped"
+    );
+}
+
+/// One line per request for the quarantined items: how many, why, and the first few ids.
+fn log_quarantined(pending: &[Pending]) {
+    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_ids = Vec::new();
+    for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
+        *codes.entry(code).or_default() += 1;
+        if first_ids.len() < intake::NAMED_IN_SUMMARY {
+            first_ids.push(id.clone());
+        }
+    }
+    if codes.is_empty() {
+        return;
+    }
+    let reasons: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+    tracing::warn!(
+        count = codes.values().sum::<usize>(),
+        reasons = %reasons.join(","),
+        first_subscription_ids = %Ids(&first_ids),
+        "notifications quarantined"
+    );
 }
 
 pub fn now_rfc3339() -> String {

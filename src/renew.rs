@@ -38,6 +38,9 @@ use crate::graph::subscriptions::{
 };
 use crate::host::{InvocationRequest, InvocationResponse};
 use crate::keys::CertificateStore;
+use crate::logging::escape;
+use crate::reaction_gate::ReactionGate;
+use crate::single_flight::{Flight, SingleFlight};
 
 /// The binding name of the timer in `functions/renew/function.json`.
 pub const TIMER_BINDING: &str = "timer";
@@ -152,7 +155,22 @@ pub struct RenewContext {
     pub options: ReconcileOptions,
     /// Serializes the Graph-changing work of this process (timer and reactions).
     lock: tokio::sync::Mutex<()>,
+    /// One reconcile at a time; the timer, `POST /renew` and reactions join a running one.
+    reconciles: SingleFlight<Report>,
+    /// Which lifecycle notifications get a reaction, and how many run at once.
+    pub reactions: ReactionGate,
+    /// Waits before each look at Graph's listing that must confirm a `subscriptionRemoved`.
+    pub removal_checks: Vec<std::time::Duration>,
 }
+
+/// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
+/// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
+/// next reconcile recreates what is really gone).
+pub const REMOVAL_CHECKS: [std::time::Duration; 3] = [
+    std::time::Duration::ZERO,
+    std::time::Duration::from_secs(30),
+    std::time::Duration::from_secs(120),
+];
 
 impl RenewContext {
     pub fn new(
@@ -168,7 +186,31 @@ impl RenewContext {
             archive,
             options: ReconcileOptions::default(),
             lock: tokio::sync::Mutex::new(()),
+            reconciles: SingleFlight::default(),
+            reactions: ReactionGate::default(),
+            removal_checks: REMOVAL_CHECKS.to_vec(),
         }
+    }
+
+    /// Replaces the waits between the listing checks of a `subscriptionRemoved`.
+    pub fn with_removal_checks(mut self, waits: Vec<std::time::Duration>) -> Self {
+        self.removal_checks = waits;
+        self
+    }
+
+    /// A reconcile, or the one already running (joined: see [`SingleFlight`]).
+    pub async fn reconcile_joined(self: &Arc<Self>) -> (Report, Flight) {
+        let ctx = self.clone();
+        let (report, flight) = self
+            .reconciles
+            .run(move || async move { ctx.reconcile().await })
+            .await;
+        let report = report.unwrap_or_else(|| {
+            let mut report = Report::new(OffsetDateTime::now_utc());
+            report.error = Some("the reconcile task failed".into());
+            report
+        });
+        (report, flight)
     }
 
     pub fn with_options(mut self, options: ReconcileOptions) -> Self {
@@ -855,36 +897,47 @@ fn build_new(
     })
 }
 
-/// `POST /renew`: the timer invocation. The payload is informational (a malformed one is logged
-/// and the reconcile runs anyway). Answers 503 only when a failure may go away on retry, so the
-/// host records the invocation as failed; otherwise 200, with every action in `Logs` and the
-/// counts in `ReturnValue`.
-pub async fn handle_timer(ctx: &RenewContext, body: &[u8]) -> (u16, Value) {
-    let mut logs = Vec::new();
-    let timer = InvocationRequest::parse(body).and_then(|r| r.timer(TIMER_BINDING));
-    let past_due = match &timer {
-        Ok(t) => t.is_past_due,
+/// `POST /renew`: the timer invocation. A body that is not the host's timer invocation is
+/// refused (400, in the invocation-response shape) without touching Graph: anyone who can reach
+/// the handler can post to it. Otherwise the reconcile runs, or the one already running is
+/// joined. Answers 503 only when a failure may go away on retry, so the host records the
+/// invocation as failed; otherwise 200, with every action in `Logs` and the counts in
+/// `ReturnValue`.
+pub async fn handle_timer(ctx: &Arc<RenewContext>, body: &[u8]) -> (u16, Value) {
+    let timer = match InvocationRequest::parse(body).and_then(|r| r.timer(TIMER_BINDING)) {
+        Ok(timer) => timer,
         Err(e) => {
-            tracing::warn!(error = %e, "renew: timer payload not understood; reconciling anyway");
-            logs.push(format!(
-                "renew: timer payload not understood ({e}); reconciling anyway"
-            ));
-            false
+            let reason = e.to_string();
+            tracing::warn!(reason = %escape(&reason), "renew: not a timer invocation; refused");
+            let response = InvocationResponse {
+                logs: vec![format!(
+                    "renew: not a timer invocation ({reason}); nothing done"
+                )],
+                return_value: json!({ "error": reason }),
+                ..InvocationResponse::default()
+            };
+            return (400, response.to_json());
         }
     };
-    if past_due {
+    let mut logs = Vec::new();
+    if timer.is_past_due {
         tracing::warn!("renew: the timer is past due");
         logs.push("renew: the timer is past due; reconciling now".to_string());
     }
-    let report = ctx.reconcile().await;
+    let (report, flight) = ctx.reconcile_joined().await;
+    if flight == Flight::Joined {
+        logs.push("renew: a reconcile was already running; joined it".to_string());
+    }
     logs.extend(report.log_lines());
     let mut summary = report.summary();
-    summary["isPastDue"] = json!(past_due);
+    summary["isPastDue"] = json!(timer.is_past_due);
+    summary["joined"] = json!(flight == Flight::Joined);
     let status = if report.should_retry() { 503 } else { 200 };
     tracing::info!(
         status,
         changes = report.changes(),
         failures = report.failures(),
+        joined = flight == Flight::Joined,
         "renew finished"
     );
     let response = InvocationResponse {
@@ -901,7 +954,21 @@ pub struct RenewHooks(pub Arc<RenewContext>);
 #[async_trait::async_trait]
 impl crate::server::Hooks for RenewHooks {
     fn lifecycle(&self, items: Vec<ChangeNotification>) {
-        for item in &items {
+        let admitted = self.0.reactions.admit(items);
+        if admitted.repeats > 0 {
+            let ids: Vec<_> = admitted
+                .repeated_ids
+                .iter()
+                .map(|i| escape(i).to_string())
+                .collect();
+            tracing::info!(
+                count = admitted.repeats,
+                window_s = self.0.reactions.window().as_secs(),
+                first_subscription_ids = %ids.join(", "),
+                "lifecycle notifications archived but not reacted to: repeats of a pair reacted to in this request or recently"
+            );
+        }
+        for item in &admitted.react {
             crate::lifecycle::react(self.0.clone(), item);
         }
     }

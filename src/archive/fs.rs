@@ -89,7 +89,14 @@ fn write_batch(paths: &[PathBuf], bodies: &[Bytes]) -> std::io::Result<Vec<Writt
     let mut folders: HashSet<&Path> = HashSet::new();
     for chunk in todo.chunks(OPEN_FILES_PER_CHUNK) {
         let mut staged = Vec::with_capacity(chunk.len());
-        let outcome = write_chunk(chunk, paths, bodies, &mut folders, &mut staged, &mut results);
+        let outcome = write_chunk(
+            chunk,
+            paths,
+            bodies,
+            &mut folders,
+            &mut staged,
+            &mut results,
+        );
         for tmp in &staged {
             let _ = std::fs::remove_file(tmp);
         }
@@ -358,7 +365,10 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            archive.sweep_temporaries(STALE_TEMPORARY_AGE).await.unwrap(),
+            archive
+                .sweep_temporaries(STALE_TEMPORARY_AGE)
+                .await
+                .unwrap(),
             1
         );
         assert!(!old.exists());

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::notification::{ChangeNotification, ParseError, strip_trailing_commas};
@@ -289,11 +289,19 @@ mod tests {
             run(br#"{"value":[]}"#, 5).unwrap_err(),
             ParseError::NoItems.into()
         );
-        for bad in [&b"[]"[..], b"{}", b"{\"value\":3}", b"{\"value\":[3]}",
-            b"{\"value\":[{\"clientState\":1}]}", b"{\"value\":[],\"value\":[]}"]
-        {
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"value\":3}",
+            b"{\"value\":[3]}",
+            b"{\"value\":[{\"clientState\":1}]}",
+            b"{\"value\":[],\"value\":[]}",
+        ] {
             assert!(
-                matches!(run(bad, 5), Err(ScreenError::Parse(ParseError::WrongShape(_)))),
+                matches!(
+                    run(bad, 5),
+                    Err(ScreenError::Parse(ParseError::WrongShape(_)))
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -302,7 +310,11 @@ mod tests {
             run(b"nope", 5),
             Err(ScreenError::Parse(ParseError::NotJson(_)))
         ));
-        let got = run(br#"{"value":[{"subscriptionId":"s","clientState":"c",},],}"#, 5).unwrap();
+        let got = run(
+            br#"{"value":[{"subscriptionId":"s","clientState":"c",},],}"#,
+            5,
+        )
+        .unwrap();
         assert_eq!(got, vec![(Some("c".into()), Some("s".into()))]);
     }
 
@@ -315,7 +327,10 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(s.items[0].build().unwrap().change_type.as_deref(), Some("created"));
+        assert_eq!(
+            s.items[0].build().unwrap().change_type.as_deref(),
+            Some("created")
+        );
         assert_eq!(s.validation_tokens().unwrap(), vec!["t".to_string()]);
         let s = screen(br#"{"value":[{}],"validationTokens":[1]}"#, &mut relaxed, 5).unwrap();
         assert!(s.validation_tokens().is_err());

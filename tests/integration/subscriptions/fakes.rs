@@ -579,7 +579,11 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
         .unwrap(),
     ]));
     let archive = Arc::new(FsArchive::open(&archive_dir).await.unwrap());
-    let ctx = Arc::new(RenewContext::new(config.clone(), client, keys, archive));
+    // Short waits between the listing checks that confirm a subscriptionRemoved.
+    let ctx = Arc::new(
+        RenewContext::new(config.clone(), client, keys, archive)
+            .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)]),
+    );
     Harness {
         graph,
         fake,

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tracing::instrument::WithSubscriber;
 
 /// See the module docs. `T` is what every joiner gets (cloned).
 pub struct SingleFlight<T: Clone + Send + Sync + 'static> {
@@ -46,7 +47,8 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
             match current.as_ref() {
                 Some(run) => (run.clone(), Flight::Joined),
                 None => {
-                    let task = tokio::spawn(start());
+                    // The work logs through the subscriber of whoever started it.
+                    let task = tokio::spawn(start().with_current_subscriber());
                     let run = async move { task.await.ok() }.boxed().shared();
                     *current = Some(run.clone());
                     (run, Flight::Started)

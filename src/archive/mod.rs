@@ -194,7 +194,21 @@ pub trait Archive: Send + Sync {
 /// Opens the configured backend (creating the directory or container if missing).
 pub async fn open(config: &Config) -> Result<Arc<dyn Archive>, ArchiveError> {
     match &config.archive {
-        ArchiveConfig::Filesystem(dir) => Ok(Arc::new(fs::FsArchive::open(dir).await?)),
+        ArchiveConfig::Filesystem(dir) => {
+            let archive = Arc::new(fs::FsArchive::open(dir).await?);
+            // Files a crash left half-written: swept in the background, by age.
+            let sweeper = archive.clone();
+            tokio::spawn(async move {
+                match sweeper.sweep_temporaries(fs::STALE_TEMPORARY_AGE).await {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(removed, "temporary files of an earlier run removed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot sweep old temporary files"),
+                }
+            });
+            Ok(archive)
+        }
         ArchiveConfig::BlobConnectionString {
             connection_string,
             container,

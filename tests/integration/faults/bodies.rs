@@ -76,7 +76,7 @@ async fn hostile_bodies_cost_one_line_and_a_big_valid_batch_is_stored() {
     let log = std::fs::read_to_string(&s.log).unwrap();
     let refused = lines_with(&log, "items in one request");
     assert_eq!(refused.len(), 1, "{refused:#?}");
-    let dropped = lines_with(&log, "dropped");
+    let dropped = lines_with(&log, "notifications dropped");
     assert_eq!(
         dropped.len(),
         1,

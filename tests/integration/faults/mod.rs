@@ -141,7 +141,16 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             w.await.unwrap();
         }
     }
-    // A restart after the last kill serves again (leftover temporary files do not collide).
+    // A restart after the last kill serves again (leftover temporary files do not collide), and
+    // sweeps temporary files old enough to be a crash's leftovers.
+    let stale = s.archive.join("events").join(".tmp-left-by-a-crash");
+    std::fs::write(&stale, b"").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
     let handler = launch.start().await;
     let ids = vec!["after-restart".to_string()];
     assert_eq!(
@@ -154,6 +163,10 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         Some(StatusCode::ACCEPTED)
     );
     assert!(handler.terminate(process::PATIENCE).await.is_some());
+    assert!(
+        !stale.exists(),
+        "an old temporary file survived the start-up sweep"
+    );
 
     let acknowledged = ledger.lock().unwrap().clone();
     let archived = archived_ids(&s.archive);

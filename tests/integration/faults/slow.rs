@@ -104,12 +104,26 @@ async fn slow_clients_leave_readiness_and_handshakes_answering() {
     let answer = answer_of(stuck, PATIENCE).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
 
-    // SIGTERM with a client stuck mid-body: the process exits within the drain bound.
+    assert!(handler.terminate(PATIENCE).await.is_some());
+}
+
+#[tokio::test]
+async fn sigterm_with_a_client_stuck_mid_body_exits_within_the_drain_bound() {
+    let s = scratch();
+    // The body deadline is far away: only the drain bound can end the stuck request.
+    let handler = Launch::new(&s.archive, &s.log)
+        .set("BODY_READ_TIMEOUT_S", "120")
+        .set("SHUTDOWN_DRAIN_S", "2")
+        .start()
+        .await;
+    let addr = handler.url.trim_start_matches("http://").to_string();
     let _stuck = slow_connection(&addr, true).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let exited = handler.terminate(Duration::from_secs(2 + 8)).await;
     assert!(
         exited.is_some(),
         "still running 10 s after SIGTERM with SHUTDOWN_DRAIN_S=2"
     );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("shutdown drain bound reached"), "{log}");
 }

@@ -182,6 +182,22 @@ impl DesiredSubscription {
     }
 }
 
+/// Finds which desired subscription `existing` is (delivering to `notification_url`), and the
+/// API version `existing` lives on: the desired one's, else the one its resource needs.
+pub fn matching_desired<'a>(
+    desired: &'a [DesiredSubscription],
+    existing: &Subscription,
+    notification_url: &str,
+) -> (Option<&'a DesiredSubscription>, ApiVersion) {
+    let matched = desired
+        .iter()
+        .find(|d| d.matches(existing, notification_url));
+    let version = matched
+        .map(|d| d.api_version)
+        .unwrap_or_else(|| default_api_version(&existing.resource));
+    (matched, version)
+}
+
 /// Validates and orders a `changeType` list.
 pub fn normalize_change_type(value: &str) -> Result<String, String> {
     const ORDER: [&str; 3] = ["created", "updated", "deleted"];
@@ -414,8 +430,22 @@ mod tests {
             &format!("/{}", RESOURCE.to_uppercase())
         ));
         assert!(!same_resource(RESOURCE, &RESOURCE.replace("ZmYw", "AmYw")));
+        let (matched, version) = matching_desired(
+            std::slice::from_ref(&desired),
+            &existing,
+            "https://app.example/api/notifications",
+        );
+        assert_eq!(matched, Some(&desired));
+        assert_eq!(version, ApiVersion::V1);
         existing.change_type = "created".into();
         assert!(!desired.matches(&existing, "https://app.example/api/notifications"));
+        let (matched, version) = matching_desired(
+            std::slice::from_ref(&desired),
+            &existing,
+            "https://app.example/api/notifications",
+        );
+        assert_eq!(matched, None);
+        assert_eq!(version, default_api_version(&existing.resource));
         assert!(
             !serde_json::to_string(&existing)
                 .unwrap()

@@ -25,8 +25,8 @@ mod resource;
 
 pub use client::{GraphClient, RetryPolicy, parse_retry_after};
 pub use desired::{
-    DesiredEntry, DesiredError, DesiredSubscription, load_desired, normalize_change_type,
-    parse_desired, same_resource,
+    DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
+    normalize_change_type, parse_desired, same_resource,
 };
 pub use error::GraphError;
 pub use lifetime::{

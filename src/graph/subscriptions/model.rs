@@ -134,6 +134,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_compare_without_trailing_slashes() {
+        assert!(same_url(
+            "https://a.example/api/n/",
+            " https://a.example/api/n"
+        ));
+        assert!(same_url(
+            "https://a.example/api/n//",
+            "https://a.example/api/n"
+        ));
+        assert!(!same_url(
+            "https://a.example/api/n",
+            "https://a.example/api/m"
+        ));
+    }
+
+    #[test]
     fn times_are_utc_whole_seconds() {
         let t = OffsetDateTime::parse("2021-02-02T10:30:34.9097561-08:00", &Rfc3339).unwrap();
         assert_eq!(format_time(t), "2021-02-02T18:30:34Z");

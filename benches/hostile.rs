@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use teams_notifications::devtools::certificates::{self_signed, to_pem};
+use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
 use teams_notifications::graph::crypto;
-use teams_notifications::issuer::{LocalIssuer, TokenSpec};
-use teams_notifications::keys::dev::{self_signed, to_pem};
 
 const APP: &str = "8f6c1e4a-34a4-4d25-9a4b-6b7a0c1d2e3f";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";

@@ -38,8 +38,7 @@ pub fn escape(value: &str) -> Escaped<'_> {
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut written = 0;
-        for (at, c) in self.0.char_indices() {
+        for (written, (at, c)) in self.0.char_indices().enumerate() {
             if written == MAX_LOGGED_CHARS {
                 return write!(f, "…(+{} bytes)", self.0.len() - at);
             }
@@ -47,7 +46,6 @@ impl fmt::Display for Escaped<'_> {
                 '\\' => f.write_str("\\\\")?,
                 c => write_char_escaped(f, c)?,
             }
-            written += 1;
         }
         Ok(())
     }

@@ -72,6 +72,21 @@ impl FsArchive {
     }
 }
 
+impl FsArchive {
+    /// Sweeps temporary files older than [`STALE_TEMPORARY_AGE`] in the background (the
+    /// builder calls it at start-up), logging how many it removed.
+    pub fn sweep_in_background(self: &std::sync::Arc<Self>) {
+        let archive = self.clone();
+        tokio::spawn(async move {
+            match archive.sweep_temporaries(STALE_TEMPORARY_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "temporary files of an earlier run removed"),
+                Err(e) => tracing::warn!(error = %e, "cannot sweep old temporary files"),
+            }
+        });
+    }
+}
+
 /// `.tmp-` and 128 random bits, hex.
 fn temporary_name() -> std::io::Result<String> {
     let mut random = [0u8; 16];

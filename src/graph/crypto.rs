@@ -112,7 +112,7 @@ pub fn decrypt(
         "dataSignature",
     )?;
     let wrapped = b64(field(&content.data_key, "dataKey")?, "dataKey")?;
-    let expected = key.size() as usize;
+    let expected = key.size();
     if wrapped.len() != expected {
         return Err(DecryptError::WrappedKeyLength {
             got: wrapped.len(),
@@ -209,7 +209,7 @@ pub fn encrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::dev::self_signed;
+    use crate::devtools::certificates::self_signed;
 
     fn flip(b64_text: &str, index: usize) -> String {
         let mut raw = STANDARD.decode(b64_text).unwrap();

@@ -8,3 +8,4 @@ pub mod notification;
 pub mod screening;
 pub mod subscriptions;
 pub mod tokens;
+pub mod vocabulary;

@@ -236,7 +236,10 @@ impl<'de> Visitor<'de> for Bounded<'_> {
 mod tests {
     use super::*;
 
-    fn run(body: &[u8], max: usize) -> Result<Vec<(Option<String>, Option<String>)>, ScreenError> {
+    /// `(clientState, subscriptionId)` of each item.
+    type Pairs = Vec<(Option<String>, Option<String>)>;
+
+    fn run(body: &[u8], max: usize) -> Result<Pairs, ScreenError> {
         let mut relaxed = None;
         let s = screen(body, &mut relaxed, max)?;
         Ok(s.items
@@ -328,7 +331,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.items[0].build().unwrap().change_type.as_deref(),
+            s.items[0]
+                .build()
+                .unwrap()
+                .change_type
+                .as_ref()
+                .map(|c| c.as_str()),
             Some("created")
         );
         assert_eq!(s.validation_tokens().unwrap(), vec!["t".to_string()]);

@@ -4,9 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use teams_notifications::devtools::certificates::{self_signed, to_pem};
+use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
 use teams_notifications::graph::crypto;
-use teams_notifications::issuer::{LocalIssuer, TokenSpec};
-use teams_notifications::keys::dev::{self_signed, to_pem};
 
 use super::process::Launch;
 use super::scratch;

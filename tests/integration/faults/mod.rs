@@ -230,9 +230,13 @@ async fn a_full_archive_answers_503_never_202_and_recovers() {
     let mut refused_in_a_row = 0;
     for n in 0..2_000 {
         let id = format!("full-{n}");
-        let status = post(&http, &handler.url, basic_body(&[id.clone()], CLIENT_STATE))
-            .await
-            .expect("the handler answers");
+        let status = post(
+            &http,
+            &handler.url,
+            basic_body(std::slice::from_ref(&id), CLIENT_STATE),
+        )
+        .await
+        .expect("the handler answers");
         assert!(
             status == StatusCode::ACCEPTED || status == StatusCode::SERVICE_UNAVAILABLE,
             "{id}: {status}"
@@ -264,7 +268,12 @@ async fn a_full_archive_answers_503_never_202_and_recovers() {
     std::fs::remove_file(&filler).unwrap();
     for (id, status) in &answered {
         if *status == StatusCode::SERVICE_UNAVAILABLE {
-            let again = post(&http, &handler.url, basic_body(&[id.clone()], CLIENT_STATE)).await;
+            let again = post(
+                &http,
+                &handler.url,
+                basic_body(std::slice::from_ref(id), CLIENT_STATE),
+            )
+            .await;
             assert_eq!(
                 again,
                 Some(StatusCode::ACCEPTED),

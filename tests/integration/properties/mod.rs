@@ -15,11 +15,11 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
+use teams_notifications::devtools::certificates::self_signed;
 use teams_notifications::graph::crypto::{self, DecryptError};
 use teams_notifications::graph::notification::{EncryptedContent, parse_collection};
 use teams_notifications::graph::screening::{ScreenError, screen};
 use teams_notifications::keys::DecryptionKey;
-use teams_notifications::keys::dev::self_signed;
 
 use mutations::{Mutation, mutate, mutation};
 
@@ -41,10 +41,10 @@ pub(crate) fn runner() -> TestRunner {
 /// The bodies mutations start from: Microsoft's samples and a minimal rich batch.
 fn seeds() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = [
-        "seed000_meeting_envelope.json",
-        "seed001_chat_message_envelope.json",
-        "seed003_emergency_envelope.json",
-        "seed001_channel_message_basic_item.json",
+        "callevent_envelope.json",
+        "chat_message_envelope.json",
+        "emergency_call_envelope.json",
+        "channel_message_basic_item.json",
     ]
     .iter()
     .map(|f| crate::support::fixture(f).into_bytes())
@@ -178,7 +178,7 @@ fn decryption_never_panics_and_refuses_every_change() {
                         .as_deref()
                         .and_then(|k| STANDARD.decode(k).ok());
                     if let (Some(w), Err(e)) = (wrapped, &result)
-                        && w.len() != key().private_key.size() as usize
+                        && w.len() != key().private_key.size()
                         && matches!(e, DecryptError::KeyUnwrap | DecryptError::BadKeyLength(_))
                     {
                         prop_assert!(false, "mis-sized dataKey reached RSA: {e:?}");
@@ -233,8 +233,8 @@ fn items_of_any_shape_parse_or_fail_cleanly_and_never_decrypt_wrongly() {
 
 #[test]
 fn the_token_validator_never_panics_and_refuses_every_change() {
+    use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
     use teams_notifications::graph::tokens::TokenValidator;
-    use teams_notifications::issuer::{LocalIssuer, TokenSpec};
     const APP: &str = "8f6c1e4a-34a4-4d25-9a4b-6b7a0c1d2e3f";
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 

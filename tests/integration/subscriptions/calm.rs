@@ -9,7 +9,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use super::fakes::*;
-use super::{CHAT_MESSAGES, chat_only, serve, timer_body};
+use super::{CHAT_MESSAGES, chat_only, timer_body};
 
 fn lifecycle_body(items: &[(String, &str)]) -> String {
     let value: Vec<Value> = items
@@ -36,7 +36,7 @@ async fn repeated_lifecycle_items_get_one_reaction_per_subscription_and_event() 
     let b = h
         .fake
         .insert(existing(CHAT_MESSAGES, "created,updated", 4000));
-    let mut app = serve(&h).await;
+    let app = &h.server;
     let mut items = vec![(a.clone(), "reauthorizationRequired"); 200];
     items.push((b.clone(), "reauthorizationRequired"));
     let response = app.post("/api/lifecycle", lifecycle_body(&items)).await;
@@ -69,7 +69,6 @@ async fn repeated_lifecycle_items_get_one_reaction_per_subscription_and_event() 
         reauthorize_calls, 2,
         "200 copies and a resend cost one reaction each"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -88,7 +87,7 @@ async fn reactions_run_a_bounded_number_at_once_and_never_hold_up_the_timer() {
         .with_priority(1)
         .mount(&h.graph)
         .await;
-    let mut app = serve(&h).await;
+    let app = &h.server;
     let items: Vec<(String, &str)> = ids
         .iter()
         .map(|id| (id.clone(), "reauthorizationRequired"))
@@ -113,12 +112,11 @@ async fn reactions_run_a_bounded_number_at_once_and_never_hold_up_the_timer() {
         .into_iter()
         .filter(|(m, p)| m == "POST" && p.ends_with("/reauthorize"))
         .count();
-    let bound = teams_notifications::reaction_gate::DEFAULT_CONCURRENCY;
+    let bound = teams_notifications::renewer::gate::DEFAULT_CONCURRENCY;
     assert!(
         (1..=bound).contains(&in_flight),
         "{in_flight} reauthorizations at once (bound {bound})"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -134,7 +132,7 @@ async fn renew_calls_during_a_reconcile_join_it() {
         .with_priority(1)
         .mount(&h.graph)
         .await;
-    let mut app = serve(&h).await;
+    let app = &h.server;
     let calls: Vec<_> = (0..30)
         .map(|_| {
             let (http, url) = (app.http.clone(), format!("{}/renew", app.url));
@@ -160,5 +158,4 @@ async fn renew_calls_during_a_reconcile_join_it() {
         h.requests("POST", "/v1.0/subscriptions").await.len(),
         listings
     );
-    app.stop().await;
 }

@@ -17,6 +17,7 @@ use warp::{Buf, Filter, Rejection, Reply};
 
 use crate::logging::escape;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
+use crate::renewer::Renewer;
 
 /// Shared state of the server.
 #[derive(Clone)]
@@ -26,28 +27,19 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// `MAX_ITEMS_PER_REQUEST`, `BODY_READ_TIMEOUT_S`, `SHUTDOWN_DRAIN_S`.
     pub limits: crate::config::Limits,
-    /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
-    pub hooks: Option<Arc<dyn Hooks>>,
-}
-
-/// What the subscription side plugs into the server.
-#[async_trait::async_trait]
-pub trait Hooks: Send + Sync {
-    /// Reacts to archived lifecycle notifications; must return at once (work goes to a task).
-    fn lifecycle(&self, items: Vec<crate::graph::notification::ChangeNotification>);
-    /// Handles the timer invocation `POST /renew`: `(status, response body)`.
-    async fn renew(&self, body: Bytes) -> (u16, serde_json::Value);
+    /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
+    pub renewer: Option<Arc<Renewer>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `SHUTDOWN_DRAIN_S` (header read timeout and connection cap: [`crate::connections`]).
+/// `SHUTDOWN_DRAIN_S` (header read timeout and connection cap: [`super::connections`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let options = crate::connections::ServeOptions::new(state.limits.shutdown_drain);
-    crate::connections::serve(listener, warp::service(routes(state)), options, shutdown).await;
+    let options = super::connections::ServeOptions::new(state.limits.shutdown_drain);
+    super::connections::serve(listener, warp::service(routes(state)), options, shutdown).await;
 }
 
 /// Every route, with rejections mapped to a status and a short reason.
@@ -160,9 +152,9 @@ where
                 "notifications accepted"
             );
             if !receipt.lifecycle_items.is_empty()
-                && let Some(hooks) = &state.hooks
+                && let Some(renewer) = &state.renewer
             {
-                hooks.lifecycle(receipt.lifecycle_items);
+                renewer.react(&receipt.lifecycle_items);
             }
             // Graph's advice: the same answer whether or not validation passed.
             StatusCode::ACCEPTED.into_response()
@@ -192,7 +184,7 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
-    let Some(hooks) = &state.hooks else {
+    let Some(renewer) = &state.renewer else {
         let reply = serde_json::json!({
             "Outputs": {},
             "Logs": ["renew: Graph access is not configured (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, SUBSCRIPTIONS_FILE); nothing to do"],
@@ -200,9 +192,10 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         });
         return warp::reply::json(&reply).into_response();
     };
-    let (status, reply) = hooks.renew(body).await;
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+    let outcome = super::timer::renew(renewer, &body).await;
+    let status =
+        StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(&outcome.response), status).into_response()
 }
 
 /// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).

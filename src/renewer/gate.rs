@@ -79,7 +79,8 @@ impl ReactionGate {
         for item in items {
             let pair = item
                 .lifecycle_event
-                .as_deref()
+                .as_ref()
+                .map(|e| e.as_str())
                 .filter(|_| !item.subscription_id.is_empty())
                 .map(|e| (item.subscription_id.clone(), e.to_ascii_lowercase()));
             let fresh = pair.is_some_and(|pair| {

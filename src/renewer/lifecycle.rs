@@ -19,17 +19,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::archive::records::{sha256_hex, to_json};
+use super::{Renewer, Report, listing_version};
+use crate::archive::records::{ResyncRecord, ResyncWindow, sha256_hex, to_json};
 use crate::archive::{Kind, ObjectName, Written};
 use crate::graph::notification::ChangeNotification;
 use crate::graph::subscriptions::{
     ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
+    matching_desired,
 };
+use crate::graph::vocabulary::LifecycleEvent;
 use crate::logging::escape;
-use crate::renew::{RenewContext, Report, listing_version};
 
 /// Attempts to write a resync marker before giving up (the archive may blink).
 const MARKER_ATTEMPTS: u32 = 3;
@@ -57,37 +58,9 @@ pub enum Reaction {
     Failed(String),
 }
 
-/// A `resync/` object: the record of a `missed` lifecycle notification.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResyncRecord {
-    pub subscription_id: String,
-    /// The subscribed resource to read again (absent when neither the notification nor Graph
-    /// could tell).
-    #[serde(default)]
-    pub resource: Option<String>,
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    /// The window whose notifications may be missing.
-    pub window: ResyncWindow,
-    /// The lifecycle notification, canonical (no clientState).
-    pub notification: ChangeNotification,
-}
-
-/// Graph does not say which notifications were missed: the window opens at the last event
-/// archived for the subscription (`from` is `null`: find it in `events/`) and closes when the
-/// `missed` notification was received (`until`). Resync everything changed in between.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResyncWindow {
-    #[serde(default)]
-    pub from: Option<String>,
-    pub until: String,
-}
-
 /// Reacts to one lifecycle notification in a background task and returns at once.
 pub fn react(
-    ctx: Arc<RenewContext>,
+    ctx: Arc<Renewer>,
     notification: &ChangeNotification,
 ) -> tokio::task::JoinHandle<Reaction> {
     let notification = notification.clone();
@@ -96,13 +69,13 @@ pub fn react(
         match &reaction {
             Reaction::Failed(reason) => tracing::warn!(
                 subscription_id = %escape(&notification.subscription_id),
-                event = %escape(notification.lifecycle_event.as_deref().unwrap_or_default()),
+                event = %escape(notification.lifecycle_event.as_ref().map_or("", |e| e.as_str())),
                 %reason,
                 "lifecycle reaction failed"
             ),
             other => tracing::info!(
                 subscription_id = %escape(&notification.subscription_id),
-                event = %escape(notification.lifecycle_event.as_deref().unwrap_or_default()),
+                event = %escape(notification.lifecycle_event.as_ref().map_or("", |e| e.as_str())),
                 reaction = %describe(other),
                 "lifecycle reaction done"
             ),
@@ -127,7 +100,7 @@ fn describe(r: &Reaction) -> String {
 }
 
 /// Holds one of the gate's permits while a reaction calls Graph.
-async fn permit(ctx: &RenewContext) -> tokio::sync::OwnedSemaphorePermit {
+async fn permit(ctx: &Renewer) -> tokio::sync::OwnedSemaphorePermit {
     ctx.reactions
         .permits()
         .acquire_owned()
@@ -136,48 +109,48 @@ async fn permit(ctx: &RenewContext) -> tokio::sync::OwnedSemaphorePermit {
 }
 
 /// The reaction itself, awaited (tests and `react`'s task).
-pub async fn react_now(ctx: &Arc<RenewContext>, notification: &ChangeNotification) -> Reaction {
-    let Some(event) = notification.lifecycle_event.as_deref() else {
+pub async fn react_now(ctx: &Arc<Renewer>, notification: &ChangeNotification) -> Reaction {
+    let Some(event) = &notification.lifecycle_event else {
         return Reaction::Ignored("not a lifecycle notification".into());
     };
     if notification.subscription_id.is_empty() {
-        return Reaction::Ignored(format!("{} without a subscriptionId", escape(event)));
+        return Reaction::Ignored(format!(
+            "{} without a subscriptionId",
+            escape(event.as_str())
+        ));
     }
-    match event.to_ascii_lowercase().as_str() {
-        "reauthorizationrequired" => {
+    match event {
+        LifecycleEvent::ReauthorizationRequired => {
             let _permit = permit(ctx).await;
             reauthorize(ctx, notification).await
         }
-        "subscriptionremoved" => recreate_if_gone(ctx, &notification.subscription_id).await,
-        "missed" => {
+        LifecycleEvent::SubscriptionRemoved => {
+            recreate_if_gone(ctx, &notification.subscription_id).await
+        }
+        LifecycleEvent::Missed => {
             let _permit = permit(ctx).await;
             mark_resync(ctx, notification).await
         }
-        _ => Reaction::Ignored(format!("unknown lifecycle event {event:?}")),
+        LifecycleEvent::Other(other) => {
+            Reaction::Ignored(format!("unknown lifecycle event {:?}", escape(other)))
+        }
     }
 }
 
 /// Finds the subscription Graph has under `id` (and the version its resource needs).
-async fn find(
-    ctx: &RenewContext,
-    id: &str,
-) -> Result<Option<(Subscription, ApiVersion)>, GraphError> {
+async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersion)>, GraphError> {
     let desired = ctx.desired().unwrap_or_default();
     let listed = ctx.graph.list(listing_version(&desired)).await?;
     let delivery_url = ctx.config.notification_url.clone().unwrap_or_default();
     Ok(listed.into_iter().find(|s| s.id == id).map(|s| {
-        let version = desired
-            .iter()
-            .find(|d| d.matches(&s, &delivery_url))
-            .map(|d| d.api_version)
-            .unwrap_or_else(|| default_api_version(&s.resource));
+        let (_, version) = matching_desired(&desired, &s, &delivery_url);
         (s, version)
     }))
 }
 
 /// `subscriptionRemoved`: reconcile (which recreates it) once Graph's listing no longer has
 /// the subscription; a permit is held only while looking, never while waiting.
-async fn recreate_if_gone(ctx: &Arc<RenewContext>, id: &str) -> Reaction {
+async fn recreate_if_gone(ctx: &Arc<Renewer>, id: &str) -> Reaction {
     for wait in &ctx.removal_checks {
         tokio::time::sleep(*wait).await;
         let listed = {
@@ -199,7 +172,7 @@ async fn recreate_if_gone(ctx: &Arc<RenewContext>, id: &str) -> Reaction {
     ))
 }
 
-async fn reauthorize(ctx: &Arc<RenewContext>, n: &ChangeNotification) -> Reaction {
+async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
     let (resource, version) = match find(ctx, id).await {
         Ok(Some((s, version))) => (Some(s.resource), version),
@@ -252,7 +225,7 @@ async fn reauthorize(ctx: &Arc<RenewContext>, n: &ChangeNotification) -> Reactio
     }
 }
 
-async fn mark_resync(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
+async fn mark_resync(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
     let until = format_time(OffsetDateTime::now_utc());
     let resource = match &n.resource {
         Some(r) => Some(r.clone()),

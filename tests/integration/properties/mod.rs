@@ -6,6 +6,7 @@
 //! `scripts/fuzz` runs at least 100,000.
 
 mod mutations;
+mod receiver;
 
 use std::sync::{Arc, OnceLock};
 

@@ -20,6 +20,7 @@
 //! changes nothing. Reconciles never overlap within a process (one lock); across instances the
 //! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
 
+pub mod desired;
 pub mod gate;
 pub mod lifecycle;
 pub mod reconcile;
@@ -34,9 +35,13 @@ use time::OffsetDateTime;
 use crate::archive::Archive;
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::{DesiredError, DesiredSubscription, GraphClient, load_desired};
+use crate::graph::subscriptions::GraphClient;
 use crate::keys::CertificateStore;
 use crate::logging::escape;
+pub use desired::{
+    DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
+    normalize_change_type, parse_desired, same_resource,
+};
 use gate::ReactionGate;
 use single_flight::{Flight, SingleFlight};
 use std::sync::Arc;

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+mod alerts;
+pub use alerts::{AlertTrigger, AlertsConfig, BotConversation, WebhookUrl};
+
 /// Default notification body limit: 4 MiB (Graph batches are far smaller; this bounds memory).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// Port used when the Functions host does not set `FUNCTIONS_CUSTOMHANDLER_PORT`.
@@ -87,6 +90,8 @@ pub struct Config {
     pub authority_host: String,
     /// `MAX_BODY_BYTES`: the largest notification body accepted.
     pub max_body_bytes: u64,
+    /// The `ALERT_*` settings: emergency-call alert routes.
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -183,6 +188,7 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             max_body_bytes,
+            alerts: AlertsConfig::read(&get)?,
         })
     }
 }

@@ -18,6 +18,7 @@
 //! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
 //!   validationTokens) for `handler demo`, `handler simulate`, tests and benchmarks.
 
+pub mod alerts;
 pub mod app;
 pub mod archive;
 pub mod cli;

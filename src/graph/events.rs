@@ -7,7 +7,7 @@
 //! Sources: seed 000 (meeting call events, `callevent`), seed 003 (`emergencyCallEvent`), seed 001
 //! (chat, chatMessage, channel, team, conversationMember, callRecording, callTranscript).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The resource types we know, from `@odata.type` (case-insensitive, with or without `#microsoft.graph.`).
@@ -285,7 +285,7 @@ struct EmergencyEnvelope {
 }
 
 /// `emergencyCallEvent`: an emergency number was dialled (seed 003).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmergencyCallEvent {
     #[serde(default)]
@@ -331,7 +331,7 @@ impl EmergencyCallEvent {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallerInfo {
     #[serde(default)]
@@ -346,7 +346,7 @@ pub struct CallerInfo {
     pub location: Option<Location>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Location {
     #[serde(default)]
     pub address: Option<Address>,
@@ -354,7 +354,7 @@ pub struct Location {
     pub coordinates: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     #[serde(default)]
@@ -367,6 +367,9 @@ pub struct Address {
     pub country_or_region: Option<String>,
     #[serde(default)]
     pub postal_code: Option<String>,
+    /// `houseNumber`, `streetSuffix`, `companyName`, `additionalInfo`, `county`, ...
+    #[serde(default)]
+    pub additional_data: Option<serde_json::Map<String, Value>>,
 }
 
 /// `chatMessage` (seed 001).

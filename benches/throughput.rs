@@ -71,6 +71,7 @@ async fn receiver(
         archive,
         keys: Arc::new(keys),
         tokens,
+        alerts: None,
     }
 }
 
@@ -299,6 +300,7 @@ fn main() {
         archive: Arc::new(Discard),
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
+        alerts: None,
     };
     let cpu0 = cpu_time();
     for body in &bodies {
@@ -332,6 +334,7 @@ fn main() {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
             hooks: None,
+            alerts: None,
         };
         tokio::spawn(teams_notifications::server::run(
             listener,

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::alerts::delivery::Dispatcher;
+use crate::alerts::outbox::Outbox;
 use crate::archive::{self, Archive};
 use crate::config::Config;
 use crate::graph::tokens::TokenValidator;
@@ -26,6 +28,8 @@ pub enum StartError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Renewer(#[from] crate::renew::SetupError),
+    #[error("{name}: {reason}")]
+    Alerts { name: &'static str, reason: String },
 }
 
 /// How often Key Vault certificates are re-read (new versions appear without a restart; an
@@ -105,6 +109,10 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
         keys.spawn_periodic_refresh(KEY_VAULT_REFRESH);
     }
     let http = http_client()?;
+    let alerts = alert_dispatcher(config, http.clone(), archive.clone())?;
+    if let Some(dispatcher) = &alerts {
+        spawn_startup_sweep(dispatcher.clone());
+    }
     let tokens = token_validator(config, http);
     if config.client_state.is_none() {
         tracing::warn!("NOTIFICATION_CLIENT_STATE is not set: every notification will be dropped");
@@ -135,8 +143,62 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             archive,
             keys,
             tokens,
+            alerts: alerts.as_ref().map(|d| {
+                Arc::new(Outbox {
+                    on: config.alerts.on.clone(),
+                    route_ids: d.routes().iter().map(|r| r.id.clone()).collect(),
+                })
+            }),
         }),
         max_body_bytes: config.max_body_bytes,
         hooks,
+        alerts,
     })
+}
+
+/// The alert dispatcher, when a route is configured.
+pub fn alert_dispatcher(
+    config: &Config,
+    http: reqwest::Client,
+    archive: Arc<dyn Archive>,
+) -> Result<Option<Arc<Dispatcher>>, StartError> {
+    let settings = &config.alerts;
+    if !settings.has_routes() {
+        tracing::info!(
+            "no alert route configured: emergency calls are archived, nobody is alerted"
+        );
+        return Ok(None);
+    }
+    if settings.bot_conversation.is_some() {
+        return Err(StartError::Alerts {
+            name: "ALERT_BOT_CONVERSATION",
+            reason:
+                "the bot route needs the Teams bot (BOT_APP_ID, BOT_TENANT_ID, BOT_CLIENT_SECRET)"
+                    .into(),
+        });
+    }
+    let routes = crate::alerts::routes::from_config(settings);
+    for route in &routes {
+        tracing::info!(route = %route.label(), "alert route");
+    }
+    Ok(Some(Arc::new(Dispatcher::new(
+        http,
+        archive,
+        routes,
+        None,
+        settings.retry_for,
+    ))))
+}
+
+/// Sends what an earlier process left pending (e.g. it was killed between the archive write and
+/// the send), without delaying the start.
+fn spawn_startup_sweep(dispatcher: Arc<Dispatcher>) {
+    tokio::spawn(async move {
+        match dispatcher.sweep().await {
+            Ok(stats) => tracing::info!(?stats, "start-up alert sweep"),
+            Err(e) => {
+                tracing::error!(error = %e, "start-up alert sweep: archive unavailable; the alert timer retries")
+            }
+        }
+    });
 }

@@ -14,12 +14,13 @@ use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use time::format_description::well_known::Rfc3339;
 
+use crate::alerts::outbox::Outbox;
 use crate::archive::records::{
     self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord,
 };
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
-use crate::graph::events::{EventKind, TeamsEvent};
+use crate::graph::events::{EmergencyCallEvent, EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
 use crate::graph::tokens::TokenValidator;
 use crate::keys::{CertificateStore, DecryptionKey};
@@ -54,6 +55,8 @@ pub struct Receipt {
     pub rejection: Option<String>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
+    /// Alert records this request created (sent right after the answer; a resend creates none).
+    pub alerts: Vec<ObjectName>,
 }
 
 /// Why a request could not be accepted.
@@ -76,6 +79,8 @@ pub struct Receiver {
     /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
     /// genuine, so they are rejected.
     pub tokens: Option<Arc<TokenValidator>>,
+    /// The alert outbox: which events alert, to which routes (`None`: no route configured).
+    pub alerts: Option<Arc<Outbox>>,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -93,6 +98,8 @@ pub(crate) struct Pending {
     pub(crate) name: ObjectName,
     pub(crate) body: Bytes,
     outcome: Outcome,
+    /// An emergency call event (with its arrival time and summary): it may raise an alert.
+    emergency: Option<Box<(String, String, EmergencyCallEvent)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,6 +107,7 @@ enum Outcome {
     Event,
     Quarantine,
     Lifecycle,
+    Alert,
     Other,
 }
 
@@ -198,6 +206,7 @@ impl Receiver {
             ),
             body: records::raw_record_json(&received_at, &canonicals),
             outcome: Outcome::Other,
+            emergency: None,
         });
         // Decryption (CPU) overlaps with these writes (I/O).
         let (written, decrypted) = tokio::join!(
@@ -322,17 +331,26 @@ impl Receiver {
         if pending.is_empty() {
             return Ok(());
         }
+        let mut pending = pending;
+        if let Some(outbox) = &self.alerts {
+            // The alert records go in the same write as their event, before the 202.
+            let alerts = alert_entries(outbox, &pending);
+            pending.extend(alerts);
+        }
+        let names: Vec<ObjectName> = pending.iter().map(|p| p.name.clone()).collect();
         let outcomes: Vec<Outcome> = pending.iter().map(|p| p.outcome).collect();
         let written = self
             .archive
             .put_all_if_absent(pending.into_iter().map(|p| (p.name, p.body)).collect())
             .await?;
-        for (outcome, written) in outcomes.into_iter().zip(written) {
+        for ((outcome, written), name) in outcomes.into_iter().zip(written).zip(names) {
             match written {
                 Written::Created => {}
                 Written::AlreadyExisted => receipt.duplicates += 1,
             }
             match outcome {
+                Outcome::Alert if written == Written::Created => receipt.alerts.push(name),
+                Outcome::Alert => {}
                 Outcome::Event => receipt.events += 1,
                 Outcome::Quarantine => receipt.quarantined += 1,
                 Outcome::Lifecycle => receipt.lifecycle += 1,
@@ -341,6 +359,35 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// The outbox objects of the alerting events among `pending`.
+fn alert_entries(outbox: &Outbox, pending: &[Pending]) -> Vec<Pending> {
+    let mut out = Vec::new();
+    for p in pending {
+        let Some((received_at, summary, event)) = p.emergency.as_deref() else {
+            continue;
+        };
+        let Some(entries) = outbox.entries(received_at, &p.name, event, summary) else {
+            continue;
+        };
+        let (name, body) = entries.record;
+        out.push(Pending {
+            name,
+            body,
+            outcome: Outcome::Alert,
+            emergency: None,
+        });
+        if let Some((name, body)) = entries.index {
+            out.push(Pending {
+                name,
+                body,
+                outcome: Outcome::Other,
+                emergency: None,
+            });
+        }
+    }
+    out
 }
 
 fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
@@ -357,6 +404,7 @@ fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
         name: records::item_name(Kind::Lifecycle, item, &canonical),
         body: records::to_json(&record),
         outcome: Outcome::Lifecycle,
+        emergency: None,
     }
 }
 
@@ -385,15 +433,20 @@ pub(crate) fn rich_entry(
     match key.and_then(|k| crypto::decrypt(content, &k.private_key).map(|v| (k, v))) {
         Ok((key, payload)) => {
             let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
-            let summary = TeamsEvent::read(kind, &payload).summary();
-            event_entry(
+            let event = TeamsEvent::read(kind, &payload);
+            let summary = event.summary();
+            let mut entry = event_entry(
                 received_at,
                 &item,
                 &canonical,
                 kind,
-                summary,
+                summary.clone(),
                 Some((key.id.clone(), payload)),
-            )
+            );
+            if let TeamsEvent::Emergency(emergency) = event {
+                entry.emergency = Some(Box::new((received_at.to_string(), summary, emergency)));
+            }
+            entry
         }
         Err(e) => {
             tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
@@ -429,6 +482,7 @@ fn event_entry(
         name: records::item_name(Kind::Events, item, canonical),
         body: records::to_json(&record),
         outcome: Outcome::Event,
+        emergency: None,
     }
 }
 
@@ -449,6 +503,7 @@ fn quarantine_entry(
         name,
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
+        emergency: None,
     }
 }
 

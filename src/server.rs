@@ -25,6 +25,8 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
     pub hooks: Option<Arc<dyn Hooks>>,
+    /// Alert delivery (absent when no alert route is configured).
+    pub alerts: Option<Arc<crate::alerts::delivery::Dispatcher>>,
 }
 
 /// What the subscription side plugs into the server.
@@ -67,11 +69,22 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             async move { Ok::<_, Rejection>(renew(state, body).await) }
         });
 
+    let alerts_state = state.clone();
+    let alert_timer = warp::path!("alerts")
+        .and(warp::post())
+        .and(body_limited(state.max_body_bytes))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = alerts_state.clone();
+            async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
+        });
+
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
         .unify()
         .or(warp::path!("renew"))
+        .unify()
+        .or(warp::path!("alerts"))
         .unify()
         .map(|| {
             warp::reply::with_header(
@@ -88,6 +101,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(lifecycle.map(Reply::into_response))
         .unify()
         .or(renew.map(Reply::into_response))
+        .unify()
+        .or(alert_timer.map(Reply::into_response))
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -154,6 +169,9 @@ where
             {
                 hooks.lifecycle(receipt.lifecycle_items);
             }
+            if let Some(alerts) = &state.alerts {
+                alerts.spawn_new(receipt.alerts);
+            }
             // Graph's advice: the same answer whether or not validation passed.
             StatusCode::ACCEPTED.into_response()
         }
@@ -188,6 +206,28 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
     let (status, reply) = hooks.renew(body).await;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+}
+
+/// The alert timer's invocation `POST /alerts`: retries what is pending, expires what is too old.
+async fn alert_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let reply = match &state.alerts {
+        None => crate::host::InvocationResponse {
+            logs: vec!["alerts: no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION); nothing to do".into()],
+            return_value: serde_json::json!({"skipped": true}),
+            ..Default::default()
+        },
+        Some(dispatcher) => crate::alerts::timer::invoke(dispatcher, &body).await,
+    };
+    let status = if reply.return_value.get("error").is_some() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    warp::reply::with_status(warp::reply::json(&reply.to_json()), status).into_response()
 }
 
 /// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod send;
 pub mod signing;
 pub mod status;
+pub mod timer;
 
 use card::CardKind;
 use message::Message;

@@ -97,6 +97,15 @@ pub struct ExpiredRecord {
     pub summary: String,
 }
 
+/// The objects an alerting event adds to its write.
+#[derive(Debug, Clone)]
+pub struct AlertEntries {
+    /// The [`AlertRecord`].
+    pub record: (ObjectName, Bytes),
+    /// The call index ([`CallIndexRecord`]), when the event names its call.
+    pub index: Option<(ObjectName, Bytes)>,
+}
+
 /// What the receiver needs to write alert records: which events alert, and to which routes.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -106,20 +115,18 @@ pub struct Outbox {
 
 impl Outbox {
     /// The objects to write with the event `event_name` when `event` alerts: the alert record and
-    /// the call index. Empty when no route is configured or `ALERT_ON` does not name its state.
+    /// the call index. `None` when no route is configured or `ALERT_ON` does not name its state.
     pub fn entries(
         &self,
         received_at: &str,
         event_name: &ObjectName,
         event: &EmergencyCallEvent,
         summary: &str,
-    ) -> Vec<(ObjectName, Bytes)> {
+    ) -> Option<AlertEntries> {
         let trigger = AlertTrigger::of_call_event_type(event.call_event_type.as_deref());
-        let Some(alert) = alert_name(event_name) else {
-            return Vec::new();
-        };
+        let alert = alert_name(event_name)?;
         if self.route_ids.is_empty() || !self.on.contains(&trigger) {
-            return Vec::new();
+            return None;
         }
         let record = AlertRecord {
             received_at: received_at.to_string(),
@@ -130,19 +137,20 @@ impl Outbox {
             summary: summary.to_string(),
             emergency: event.clone(),
         };
-        let mut out = Vec::with_capacity(2);
-        if let Some(call_id) = &event.id {
+        let index = event.id.as_ref().map(|call_id| {
             let index = CallIndexRecord {
                 alert: alert.to_string(),
                 event_date_time: event.event_date_time.clone(),
             };
-            out.push((
+            (
                 call_index_name(call_id, event.call_event_type.as_deref()),
                 to_json(&index),
-            ));
-        }
-        out.insert(0, (alert, to_json(&record)));
-        out
+            )
+        });
+        Some(AlertEntries {
+            record: (alert, to_json(&record)),
+            index,
+        })
     }
 }
 
@@ -264,19 +272,21 @@ mod tests {
             on: vec![AlertTrigger::EmergencyCallStarted],
             route_ids: vec!["teams-0123456789ab".into()],
         };
-        let entries = outbox.entries("t", &event, &emergency("callStarted"), "s");
+        let entries = outbox
+            .entries("t", &event, &emergency("callStarted"), "s")
+            .unwrap();
         assert_eq!(
-            entries[0].0.as_str(),
+            entries.record.0.as_str(),
             format!("alerts/2026/12/01/sub-1/{digest}.json")
         );
         assert_eq!(
-            entries[1].0.as_str(),
+            entries.index.unwrap().0.as_str(),
             "alerts/undated/call-call-1/callStarted.json"
         );
         assert!(
             outbox
                 .entries("t", &event, &emergency("callEnded"), "s")
-                .is_empty()
+                .is_none()
         );
         let none = Outbox {
             route_ids: vec![],
@@ -284,7 +294,7 @@ mod tests {
         };
         assert!(
             none.entries("t", &event, &emergency("callStarted"), "s")
-                .is_empty()
+                .is_none()
         );
     }
 

@@ -105,11 +105,6 @@ impl FakeRoute {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    /// Stops listening (the port then refuses connections).
-    pub fn stop(&self) {
-        self.task.abort();
-    }
 }
 
 impl Drop for FakeRoute {

@@ -18,7 +18,6 @@ pub mod routes;
 pub mod send;
 pub mod signing;
 pub mod status;
-pub mod timer;
 
 use card::CardKind;
 use message::Message;

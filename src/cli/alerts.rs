@@ -1,9 +1,12 @@
 //! `handler alerts` (the outbox per route) and `handler alert-test` (a test card to every route).
 
 use crate::config::Config;
+use crate::startup::Builder;
 
 pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let archive = crate::archive::open(config).await?;
+    let builder = Builder::new(config.clone());
+    let http = builder.http_client()?;
+    let archive = builder.archive(&http).await?;
     let routes = crate::alerts::routes::from_config(&config.alerts);
     let status = crate::alerts::status::build(&archive, &routes).await?;
     if json {
@@ -16,9 +19,10 @@ pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
 
 /// Sends the test card; fails when a route failed or none is configured.
 pub async fn test(config: &Config) -> anyhow::Result<()> {
-    let archive = crate::archive::open(config).await?;
-    let http = crate::app::http_client()?;
-    let Some(dispatcher) = crate::app::alert_dispatcher(config, http, archive)? else {
+    let builder = Builder::new(config.clone());
+    let http = builder.http_client()?;
+    let archive = builder.archive(&http).await?;
+    let Some(dispatcher) = builder.alert_dispatcher(&http, archive)? else {
         anyhow::bail!(
             "no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION)"
         );

@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use teams_notifications::issuer::LocalIssuer;
-use teams_notifications::keys::dev;
+use teams_notifications::devtools::certificates as dev;
+use teams_notifications::devtools::issuer::LocalIssuer;
 
 use super::fake::{FakeRoute, Mode};
 use super::{TIMER_PAYLOAD, URL_SECRET, WEBHOOK_SECRET, emergency_payload, notification};

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use warp::http::{StatusCode, header};
 use warp::{Buf, Filter, Rejection, Reply};
 
+use crate::alerts::delivery::Dispatcher;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
+use crate::renewer::Renewer;
 
 /// Shared state of the server.
 #[derive(Clone)]
@@ -23,19 +25,10 @@ pub struct AppState {
     pub receiver: Arc<Receiver>,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: u64,
-    /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
-    pub hooks: Option<Arc<dyn Hooks>>,
+    /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
+    pub renewer: Option<Arc<Renewer>>,
     /// Alert delivery (absent when no alert route is configured).
-    pub alerts: Option<Arc<crate::alerts::delivery::Dispatcher>>,
-}
-
-/// What the subscription side plugs into the server.
-#[async_trait::async_trait]
-pub trait Hooks: Send + Sync {
-    /// Reacts to archived lifecycle notifications; must return at once (work goes to a task).
-    fn lifecycle(&self, items: Vec<crate::graph::notification::ChangeNotification>);
-    /// Handles the timer invocation `POST /renew`: `(status, response body)`.
-    async fn renew(&self, body: Bytes) -> (u16, serde_json::Value);
+    pub alerts: Option<Arc<Dispatcher>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -165,9 +158,9 @@ where
                 "notifications accepted"
             );
             if !receipt.lifecycle_items.is_empty()
-                && let Some(hooks) = &state.hooks
+                && let Some(renewer) = &state.renewer
             {
-                hooks.lifecycle(receipt.lifecycle_items);
+                renewer.react(&receipt.lifecycle_items);
             }
             if let Some(alerts) = &state.alerts {
                 alerts.spawn_new(receipt.alerts);
@@ -195,7 +188,7 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
-    let Some(hooks) = &state.hooks else {
+    let Some(renewer) = &state.renewer else {
         let reply = serde_json::json!({
             "Outputs": {},
             "Logs": ["renew: Graph access is not configured (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, SUBSCRIPTIONS_FILE); nothing to do"],
@@ -203,9 +196,10 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         });
         return warp::reply::json(&reply).into_response();
     };
-    let (status, reply) = hooks.renew(body).await;
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+    let outcome = super::timer::renew(renewer, &body).await;
+    let status =
+        StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(&outcome.response), status).into_response()
 }
 
 /// The alert timer's invocation `POST /alerts`: retries what is pending, expires what is too old.
@@ -214,18 +208,21 @@ async fn alert_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::r
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
-    let reply = match &state.alerts {
-        None => crate::host::InvocationResponse {
-            logs: vec!["alerts: no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION); nothing to do".into()],
-            return_value: serde_json::json!({"skipped": true}),
-            ..Default::default()
-        },
-        Some(dispatcher) => crate::alerts::timer::invoke(dispatcher, &body).await,
-    };
-    let status = if reply.return_value.get("error").is_some() {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
+    let (status, reply) = match &state.alerts {
+        None => (
+            StatusCode::OK,
+            super::invocation::InvocationResponse {
+                logs: vec!["alerts: no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION); nothing to do".into()],
+                return_value: serde_json::json!({"skipped": true}),
+                ..Default::default()
+            },
+        ),
+        Some(dispatcher) => {
+            let outcome = super::alert_timer::invoke(dispatcher, &body).await;
+            let status = StatusCode::from_u16(outcome.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, outcome.response)
+        }
     };
     warp::reply::with_status(warp::reply::json(&reply.to_json()), status).into_response()
 }

@@ -381,7 +381,7 @@ async fn a_route_that_is_down_keeps_the_alert_pending_until_the_timer_delivers_i
     // The failed attempt's record says why, without the URL (reqwest's errors carry it).
     let failed = r
         .app
-        .read(&outbox::sub_name(&alert, Some(routes_id(&state)), "r1"))
+        .read(&outbox::sub_name(&alert, Some(routes_id(state)), "r1"))
         .await;
     assert_eq!(failed["ok"], false);
     let detail = failed["detail"].as_str().unwrap();

@@ -55,6 +55,15 @@ impl FakeRoute {
 
     /// Serves on `port` (0 = any): a route that was down comes back on its own address.
     pub async fn start_on(port: u16, mode: Mode) -> Self {
+        Self::serve(port, mode, None).await
+    }
+
+    /// Serves https with a certificate for 127.0.0.1 from `tls` (the tests' CA).
+    pub async fn start_tls(tls: tokio_rustls::TlsAcceptor, mode: Mode) -> Self {
+        Self::serve(0, mode, Some(tls)).await
+    }
+
+    async fn serve(port: u16, mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -68,14 +77,22 @@ impl FakeRoute {
                     return;
                 };
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(handle(&state, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(tcp), service).await,
+                        Some(tls) => match tls.accept(tcp).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -84,6 +101,10 @@ impl FakeRoute {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
     }
 
     pub fn set_mode(&self, mode: Mode) {

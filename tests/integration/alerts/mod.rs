@@ -437,3 +437,81 @@ async fn an_alert_no_route_takes_in_time_expires_as_an_error_shown_by_the_report
     r.timer().await;
     assert_eq!(route.seen().len(), before);
 }
+
+/// Outbound TLS is verified: an https route whose certificate the app's client does not trust
+/// never gets the alert (the attempt fails with the TLS error); with the tests' CA trusted (what
+/// `SSL_CERT_FILE` does in production) the same route gets it.
+#[tokio::test]
+async fn https_routes_are_verified_against_the_trusted_roots() {
+    let ca = crate::keyvault::fake::TestCa::generate();
+    let route = FakeRoute::start_tls(ca.acceptor(), Mode::Answer(202)).await;
+    let url = route.https_url(&format!("/workflows/tls?{URL_SECRET}"));
+    for (trusted, client) in [
+        (
+            false,
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+        ),
+        (true, ca.reqwest_client()),
+    ] {
+        let issuer = LocalIssuer::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dev::self_signed("k1", 30);
+        let pem = dir.path().join("k1.pem");
+        std::fs::write(&pem, dev::to_pem(&key).unwrap()).unwrap();
+        let archive_dir = dir.path().join("archive");
+        let mut settings = crate::support::base_settings(&archive_dir);
+        for (k, v) in [
+            ("GRAPH_TENANT_ID", TENANT.to_string()),
+            ("GRAPH_CLIENT_ID", APP_ID.to_string()),
+            ("AUTHORITY_HOST", issuer.authority_host().to_string()),
+            ("NOTIFICATION_CERTIFICATES", format!("k1={}", pem.display())),
+            ("ALERT_TEAMS_WEBHOOK_URLS", url.clone()),
+        ] {
+            settings.insert(k.into(), v);
+        }
+        let app =
+            teams_notifications::startup::Builder::new(crate::support::config_from(&settings))
+                .with_http(client)
+                .build()
+                .await
+                .unwrap();
+        let app = crate::support::spawn_with_state(app.state(), dir, archive_dir).await;
+        let before = route.seen().len();
+        let body = notification(
+            &issuer,
+            &key,
+            emergency_payload(&format!("call-tls-{trusted}"), "callStarted"),
+        );
+        assert_eq!(
+            app.post("/api/notifications", body).await.status(),
+            StatusCode::ACCEPTED
+        );
+        let deadline = Instant::now() + WAIT;
+        let state = loop {
+            let groups = outbox::group(&app.objects(Kind::Alerts).await);
+            if let Some((name, s)) = groups.into_iter().next()
+                && s.routes.values().any(|r| r.last_result == 1)
+            {
+                break (name, s);
+            }
+            assert!(Instant::now() < deadline, "no attempt recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let route_id = state.1.routes.keys().next().unwrap().clone();
+        let result = app
+            .read(&outbox::sub_name(&state.0, Some(&route_id), "r1"))
+            .await;
+        assert_eq!(result["ok"], trusted, "{result}");
+        if trusted {
+            assert_eq!(route.seen().len(), before + 1);
+        } else {
+            assert_eq!(
+                route.seen().len(),
+                before,
+                "nothing reached an untrusted route"
+            );
+            let detail = result["detail"].as_str().unwrap().to_ascii_lowercase();
+            assert!(detail.contains("certificate"), "{detail}");
+        }
+    }
+}

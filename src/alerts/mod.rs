@@ -27,7 +27,9 @@ use send::{Answer, SendError};
 pub async fn alert_test(
     dispatcher: &delivery::Dispatcher,
 ) -> Vec<(routes::Route, Result<Answer, SendError>)> {
-    let now = crate::receiver::now_rfc3339();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time formats as RFC 3339");
     let message = Message {
         alert_id: format!("test-{now}"),
         kind: CardKind::Test,

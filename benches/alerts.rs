@@ -217,7 +217,6 @@ async fn run(n: usize) {
         line("notification -> Teams Workflows", latency(&teams))
     );
     println!("{}", line("notification -> signed webhook", latency(&hook)));
-    let mut answered = answered;
     answered.sort();
     let mut teams_sorted = latency(&teams);
     teams_sorted.sort();

@@ -126,6 +126,18 @@ impl Rig {
     async fn alert_names(&self) -> Vec<ObjectName> {
         self.app.objects(Kind::Alerts).await
     }
+
+    /// Waits (bounded) until every alert is final on every route; the alerts by name.
+    async fn wait_all_done(&self) -> std::collections::BTreeMap<ObjectName, outbox::AlertNames> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let groups = outbox::group(&self.alert_names().await);
+            if groups.values().all(|g| g.done) || Instant::now() > deadline {
+                return groups;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 fn title(card_message: &Value) -> String {
@@ -270,7 +282,8 @@ async fn an_emergency_call_reaches_every_route_once_with_caller_number_location_
     for route in [&teams_a, &teams_b, &hook] {
         assert_eq!(route.seen().len(), 1);
     }
-    let groups = outbox::group(&r.alert_names().await);
+    // The routes' answers are recorded just after they arrive: wait (bounded) for the records.
+    let groups = r.wait_all_done().await;
     assert_eq!(groups.len(), 1);
     let state = groups.values().next().unwrap();
     assert_eq!(state.routes.len(), 3);
@@ -302,6 +315,9 @@ async fn call_ended_of_the_same_call_sends_one_follow_up() {
     r.notify(emergency_payload("call-7", "callStarted")).await;
     assert_eq!(teams.wait_for(1, WAIT).await.len(), 1);
     let alarm = hook.wait_for(1, WAIT).await[0].json();
+    // The alarm is final on both routes (a follow-up never overtakes its alarm on a route; one
+    // that arrives while the alarm is still in flight goes at the next timer tick).
+    r.wait_all_done().await;
 
     r.notify(emergency_payload("call-7", "callEnded")).await;
     let seen = teams.wait_for(2, WAIT).await;

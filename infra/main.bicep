@@ -256,6 +256,8 @@ var contractSettings = {
   ALERT_ON: alertOn
   ALERT_RETRY_HOURS: alertRetryHours
   RUST_LOG: rustLog
+  // One JSON object per line: what Application Insights ingests best.
+  LOG_FORMAT: 'json'
 }
 var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings)
 

@@ -8,20 +8,31 @@ use serde_json::json;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use super::timer::TimerOutcome;
 use crate::alerts::delivery::Dispatcher;
+use crate::logging::escape;
 
 /// The binding name of the timer in `functions/alerts/function.json`.
 pub const TIMER_BINDING: &str = "timer";
 
-/// `POST /alerts`. The payload is informational (a malformed one is logged and the sweep runs
-/// anyway); an archive failure answers 503 so the host records the invocation as failed.
+/// `POST /alerts`. A body that is not the host's timer invocation is refused (400, in the
+/// invocation-response shape) without a sweep: anyone who can reach the handler can post to it.
+/// An archive failure answers 503 so the host records the invocation as failed.
 pub async fn invoke(dispatcher: &Dispatcher, body: &[u8]) -> TimerOutcome {
-    let mut logs = Vec::new();
     if let Err(e) = InvocationRequest::parse(body).and_then(|r| r.timer(TIMER_BINDING)) {
-        tracing::warn!(error = %e, "alerts: timer payload not understood; sweeping anyway");
-        logs.push(format!(
-            "alerts: timer payload not understood ({e}); sweeping anyway"
-        ));
+        let reason = e.to_string();
+        tracing::warn!(reason = %escape(&reason), "alerts: not a timer invocation; refused");
+        return TimerOutcome {
+            retry: false,
+            refused: true,
+            response: InvocationResponse {
+                logs: vec![format!(
+                    "alerts: not a timer invocation ({reason}); nothing done"
+                )],
+                return_value: json!({ "error": reason }),
+                ..Default::default()
+            },
+        };
     }
+    let mut logs = Vec::new();
     match dispatcher.sweep().await {
         Ok(stats) => {
             let line = format!(
@@ -32,6 +43,7 @@ pub async fn invoke(dispatcher: &Dispatcher, body: &[u8]) -> TimerOutcome {
             logs.push(line);
             TimerOutcome {
                 retry: false,
+                refused: false,
                 response: InvocationResponse {
                     logs,
                     return_value: serde_json::to_value(&stats).expect("stats serialize"),
@@ -44,6 +56,7 @@ pub async fn invoke(dispatcher: &Dispatcher, body: &[u8]) -> TimerOutcome {
             logs.push(format!("alerts: archive unavailable: {e}"));
             TimerOutcome {
                 retry: true,
+                refused: false,
                 response: InvocationResponse {
                     logs,
                     return_value: json!({"error": e.to_string()}),

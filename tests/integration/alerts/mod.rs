@@ -452,6 +452,9 @@ async fn an_alert_no_route_takes_in_time_expires_as_an_error_shown_by_the_report
     let before = route.seen().len();
     r.timer().await;
     assert_eq!(route.seen().len(), before);
+    // Anyone can reach POST /alerts: a body that is not a timer invocation is refused.
+    let refused = r.app.post("/alerts", "{}").await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 }
 
 /// Outbound TLS is verified: an https route whose certificate the app's client does not trust

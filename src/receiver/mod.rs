@@ -7,6 +7,7 @@
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
+mod alerting;
 mod intake;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,6 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::alerts::outbox::Outbox;
 use crate::archive::records::{
     self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord,
 };
@@ -160,7 +160,7 @@ pub struct Receiver {
     /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
     pub max_items_per_request: usize,
     /// The alert outbox: which events alert, to which routes (`None`: no route configured).
-    pub alerts: Option<Arc<Outbox>>,
+    pub alerts: Option<Arc<crate::alerts::outbox::Outbox>>,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -394,12 +394,7 @@ impl Receiver {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut pending = pending;
-        if let Some(outbox) = &self.alerts {
-            // The alert records go in the same write as their event, before the 202.
-            let alerts = alert_entries(outbox, &pending);
-            pending.extend(alerts);
-        }
+        let pending = alerting::attach(self.alerts.as_deref(), pending);
         let names: Vec<ObjectName> = pending.iter().map(|p| p.name.clone()).collect();
         let outcomes: Vec<Outcome> = pending.iter().map(|p| p.outcome).collect();
         let written = self
@@ -439,37 +434,6 @@ fn raw_entry(received_at: &str, rich: &[ChangeNotification], canonicals: &[Vec<u
     }
 }
 
-/// The outbox objects of the alerting events among `pending`.
-fn alert_entries(outbox: &Outbox, pending: &[Pending]) -> Vec<Pending> {
-    let mut out = Vec::new();
-    for p in pending {
-        let Some((received_at, summary, event)) = p.emergency.as_deref() else {
-            continue;
-        };
-        let Some(entries) = outbox.entries(received_at, &p.name, event, summary) else {
-            continue;
-        };
-        let (name, body) = entries.record;
-        out.push(Pending {
-            name,
-            body,
-            outcome: Outcome::Alert,
-            quarantined: None,
-            emergency: None,
-        });
-        if let Some((name, body)) = entries.index {
-            out.push(Pending {
-                name,
-                body,
-                outcome: Outcome::Other,
-                quarantined: None,
-                emergency: None,
-            });
-        }
-    }
-    out
-}
-
 fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let canonical = item.canonical();
     let record = LifecycleRecord {
@@ -480,13 +444,8 @@ fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
             .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
         notification: item.clone(),
     };
-    Pending {
-        name: records::item_name(Kind::Lifecycle, item, &canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Lifecycle,
-        quarantined: None,
-        emergency: None,
-    }
+    let name = records::item_name(Kind::Lifecycle, item, &canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Lifecycle)
 }
 
 fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
@@ -516,7 +475,7 @@ pub(crate) fn rich_entry(
             let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
             let event = TeamsEvent::read(kind, &payload);
             let summary = event.summary();
-            let mut entry = event_entry(
+            let entry = event_entry(
                 received_at,
                 &item,
                 &canonical,
@@ -524,10 +483,7 @@ pub(crate) fn rich_entry(
                 summary.clone(),
                 Some((key.id.clone(), payload)),
             );
-            if let TeamsEvent::Emergency(emergency) = event {
-                entry.emergency = Some(Box::new((received_at.to_string(), summary, emergency)));
-            }
-            entry
+            alerting::mark(entry, event, received_at, summary)
         }
         Err(e) => quarantine_entry(received_at, item, &canonical, &e),
     }
@@ -556,13 +512,8 @@ fn event_entry(
         summary,
         payload,
     };
-    Pending {
-        name: records::item_name(Kind::Events, item, canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Event,
-        quarantined: None,
-        emergency: None,
-    }
+    let name = records::item_name(Kind::Events, item, canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Event)
 }
 
 fn quarantine_entry(

@@ -73,6 +73,7 @@ async fn receiver(
         keys: Arc::new(keys),
         tokens,
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+        alerts: None,
     }
 }
 
@@ -308,6 +309,7 @@ fn main() {
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
         max_items_per_request: r.max_items_per_request,
+        alerts: None,
     };
     let cpu0 = cpu_time();
     for body in &bodies {
@@ -342,6 +344,7 @@ fn main() {
             max_body_bytes: 4 * 1024 * 1024,
             limits: Default::default(),
             renewer: None,
+            alerts: None,
         };
         tokio::spawn(teams_notifications::functions::routes::run(
             listener,

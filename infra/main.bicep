@@ -65,6 +65,27 @@ param renewSchedule string = '0 */30 * * * *'
 @description('Renew a subscription when less than this share of its lifetime remains (RENEW_WHEN_REMAINING, 0..1).')
 param renewWhenRemaining string = '0.5'
 
+@description('Emergency alerts: Teams Workflows webhook URLs (ALERT_TEAMS_WEBHOOK_URLS, comma list), stored in Key Vault. Empty = none.')
+@secure()
+param alertTeamsWebhookUrls string = ''
+
+@description('Emergency alerts: generic HTTPS webhook URLs (ALERT_WEBHOOK_URLS, comma list), stored in Key Vault. Empty = none.')
+@secure()
+param alertWebhookUrls string = ''
+
+@description('Emergency alerts: HMAC-SHA256 key of the generic webhooks\' signature (ALERT_WEBHOOK_SECRET, at least 16 characters), stored in Key Vault.')
+@secure()
+param alertWebhookSecret string = ''
+
+@description('Emergency alerts: the bot\'s conversation, `serviceUrl|conversationId` (ALERT_BOT_CONVERSATION). Empty = none.')
+param alertBotConversation string = ''
+
+@description('Emergency alerts: what raises an alert (ALERT_ON, comma list of emergencyCallEvent.callStarted, .callEnded, .rosterUpdated, .other).')
+param alertOn string = 'emergencyCallEvent.callStarted'
+
+@description('Emergency alerts: hours a failing route is retried before the alert expires (ALERT_RETRY_HOURS).')
+param alertRetryHours string = '24'
+
 @description('Log level of the handler (RUST_LOG).')
 param rustLog string = 'info'
 
@@ -192,6 +213,31 @@ var graphSecretSetting = {
 }
 var graphSecretSettings = empty(graphClientSecret) ? {} : graphSecretSetting
 
+module alertSecrets './core/security/alert-secrets.bicep' = {
+  name: 'alert-secrets'
+  params: {
+    keyVaultName: keyVault.outputs.name
+    teamsWebhookUrls: alertTeamsWebhookUrls
+    webhookUrls: alertWebhookUrls
+    webhookSecret: alertWebhookSecret
+  }
+}
+
+// A Key Vault reference (or the value itself), only for the alert secrets that are given.
+var alertTeamsSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.teamsWebhookUrlsUri})' : alertTeamsWebhookUrls
+var alertWebhookUrlsSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.webhookUrlsUri})' : alertWebhookUrls
+var alertWebhookSecretSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.webhookSecretUri})' : alertWebhookSecret
+var alertTeamsSettings = empty(alertTeamsWebhookUrls) ? {} : {
+  ALERT_TEAMS_WEBHOOK_URLS: alertTeamsSetting
+}
+var alertWebhookUrlsSettings = empty(alertWebhookUrls) ? {} : {
+  ALERT_WEBHOOK_URLS: alertWebhookUrlsSetting
+}
+var alertWebhookSecretSettings = empty(alertWebhookSecret) ? {} : {
+  ALERT_WEBHOOK_SECRET: alertWebhookSecretSetting
+}
+var alertSecretSettings = union(alertTeamsSettings, alertWebhookUrlsSettings, alertWebhookSecretSettings)
+
 // The configuration contract (DESIGN.md), wired to the resources above. NOTIFICATION_URL and
 // LIFECYCLE_NOTIFICATION_URL are added by the functions module, which knows the app's host name.
 var contractSettings = {
@@ -206,11 +252,14 @@ var contractSettings = {
   SUBSCRIPTIONS_FILE: subscriptionsFile
   RENEW_SCHEDULE: renewSchedule
   RENEW_WHEN_REMAINING: renewWhenRemaining
+  ALERT_BOT_CONVERSATION: alertBotConversation
+  ALERT_ON: alertOn
+  ALERT_RETRY_HOURS: alertRetryHours
   RUST_LOG: rustLog
   // One JSON object per line: what Application Insights ingests best.
   LOG_FORMAT: 'json'
 }
-var handlerSettings = union(contractSettings, graphSecretSettings)
+var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings)
 
 module functionApp './core/host/functions.bicep' = {
   name: 'functionapp'

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+mod alerts;
+pub use alerts::{AlertTrigger, AlertsConfig, BotConversation, WebhookUrl};
+
 /// Default notification body limit: 4 MiB (Graph batches are far smaller; this bounds memory).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// Port used when the Functions host does not set `FUNCTIONS_CUSTOMHANDLER_PORT`.
@@ -93,6 +96,8 @@ pub struct Config {
     pub reconcile: ReconcileOptions,
     /// `MAX_ITEMS_PER_REQUEST`, `BODY_READ_TIMEOUT_S`, `SHUTDOWN_DRAIN_S`.
     pub limits: Limits,
+    /// The `ALERT_*` settings: emergency-call alert routes.
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -135,6 +140,7 @@ impl Config {
             graph_endpoint,
             authority_host,
             max_body_bytes,
+            alerts: AlertsConfig::read(&|name| setting(lookup, name))?,
             ssl_cert_file: setting(lookup, "SSL_CERT_FILE").map(PathBuf::from),
             reconcile: ReconcileOptions::from_lookup(|name| setting(lookup, name))?,
             limits: Limits::from_lookup(|name| setting(lookup, name))?,

@@ -8,6 +8,7 @@
 //! [`cli`]. [`ops`] and [`devtools`] serve the operator's commands, the demo and the tests.
 //! [`logging`] (escaped outside values, text or JSON lines) is used by all of them.
 
+pub mod alerts;
 pub mod archive;
 pub mod cli;
 pub mod config;

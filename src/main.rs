@@ -42,6 +42,14 @@ enum Command {
     },
     /// Re-process quarantined and raw items with the configured keys (idempotent).
     Replay,
+    /// Emergency alerts: pending, delivered and expired per route, with latencies.
+    Alerts {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test card to every alert route and print what each answered.
+    AlertTest,
     /// Summarise what the archive holds.
     Report {
         /// Machine-readable output.
@@ -85,6 +93,8 @@ fn main() -> ExitCode {
             }
             Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
             Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
+            Command::Alerts { json } => cli::alerts::status(&Config::from_env()?, json).await,
+            Command::AlertTest => cli::alerts::test(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
         }
     });

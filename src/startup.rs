@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport};
 
+use crate::alerts::delivery::Dispatcher;
+use crate::alerts::outbox::Outbox;
 use crate::archive::{self, Archive, ArchiveError};
 use crate::config::{ArchiveConfig, Config};
 use crate::functions::routes::AppState;
@@ -36,6 +38,8 @@ pub enum StartError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Renewer(#[from] SetupError),
+    #[error("{name}: {reason}")]
+    Alerts { name: &'static str, reason: String },
 }
 
 /// How often Key Vault certificates are re-read (new versions appear without a restart; an
@@ -68,6 +72,8 @@ pub struct App {
     pub receiver: Arc<Receiver>,
     /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set.
     pub renewer: Option<Arc<Renewer>>,
+    /// Alert delivery; `None` when no alert route is configured.
+    pub alerts: Option<Arc<Dispatcher>>,
 }
 
 impl App {
@@ -78,6 +84,7 @@ impl App {
             max_body_bytes: self.config.max_body_bytes,
             limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 }
@@ -145,6 +152,10 @@ impl Builder {
         let tokens = token_validator(&self.config, http.clone());
         warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
         let renewer = self.renewer(&http, keys.clone(), archive.clone())?;
+        let alerts = self.alert_dispatcher(&http, archive.clone())?;
+        if let Some(dispatcher) = &alerts {
+            spawn_startup_sweep(dispatcher.clone());
+        }
         tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
         let receiver = Arc::new(Receiver {
             client_state: self.config.client_state.clone(),
@@ -152,6 +163,12 @@ impl Builder {
             keys: keys.clone(),
             tokens,
             max_items_per_request: self.config.limits.max_items_per_request,
+            alerts: alerts.as_ref().map(|d| {
+                Arc::new(Outbox {
+                    on: self.config.alerts.on.clone(),
+                    route_ids: d.routes().iter().map(|r| r.id.clone()).collect(),
+                })
+            }),
         });
         Ok(App {
             config: self.config,
@@ -160,6 +177,7 @@ impl Builder {
             keys,
             receiver,
             renewer,
+            alerts,
         })
     }
 
@@ -273,6 +291,53 @@ impl Builder {
         }
         Ok(Some(Arc::new(renewer)))
     }
+}
+
+impl Builder {
+    /// Alert delivery to the configured routes, on the app's HTTP client and archive.
+    pub fn alert_dispatcher(
+        &self,
+        http: &reqwest::Client,
+        archive: Arc<dyn Archive>,
+    ) -> Result<Option<Arc<Dispatcher>>, StartError> {
+        let settings = &self.config.alerts;
+        if !settings.has_routes() {
+            tracing::info!(
+                "no alert route configured: emergency calls are archived, nobody is alerted"
+            );
+            return Ok(None);
+        }
+        if settings.bot_conversation.is_some() {
+            return Err(StartError::Alerts {
+                name: "ALERT_BOT_CONVERSATION",
+                reason: "the bot route needs the Teams bot (BOT_APP_ID, BOT_TENANT_ID, BOT_CLIENT_SECRET)".into(),
+            });
+        }
+        let routes = crate::alerts::routes::from_config(settings);
+        for route in &routes {
+            tracing::info!(route = %route.label(), "alert route");
+        }
+        Ok(Some(Arc::new(Dispatcher::new(
+            http.clone(),
+            archive,
+            routes,
+            None,
+            settings.retry_for,
+        ))))
+    }
+}
+
+/// Sends what an earlier process left pending (e.g. it was killed between the archive write and
+/// the send), without delaying the start.
+fn spawn_startup_sweep(dispatcher: Arc<Dispatcher>) {
+    tokio::spawn(async move {
+        match dispatcher.sweep().await {
+            Ok(stats) => tracing::info!(?stats, "start-up alert sweep"),
+            Err(e) => {
+                tracing::error!(error = %e, "start-up alert sweep: archive unavailable; the alert timer retries")
+            }
+        }
+    });
 }
 
 /// The whole service from `config`, with production's defaults.

@@ -28,16 +28,20 @@ pub enum Kind {
     Rejected,
     /// Resync markers written after a `missed` lifecycle notification.
     Resync,
+    /// The alert outbox: one record per alerting event, written with the event, and the
+    /// per-route attempts and deliveries (see `alerts::outbox`).
+    Alerts,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Raw,
         Kind::Events,
         Kind::Quarantine,
         Kind::Lifecycle,
         Kind::Rejected,
         Kind::Resync,
+        Kind::Alerts,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Kind {
             Kind::Lifecycle => "lifecycle",
             Kind::Rejected => "rejected",
             Kind::Resync => "resync",
+            Kind::Alerts => "alerts",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The operator's commands (the same binary the Functions host runs).
 
+pub mod alerts;
 pub mod archive_ops;
 pub mod decrypt;
 pub mod demo;

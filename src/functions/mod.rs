@@ -5,8 +5,10 @@
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
 //! - [`timer`]: the `renew` timer function on top of the renewer;
-//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain.
+//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
+//! - [`alert_timer`]: the `alerts` timer function on top of alert delivery.
 
+pub mod alert_timer;
 pub mod connections;
 pub mod invocation;
 pub mod routes;

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use warp::http::{StatusCode, header};
 use warp::{Buf, Filter, Rejection, Reply};
 
+use crate::alerts::delivery::Dispatcher;
 use crate::logging::escape;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
 use crate::renewer::Renewer;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub limits: crate::config::Limits,
     /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
     pub renewer: Option<Arc<Renewer>>,
+    /// Alert delivery (absent when no alert route is configured).
+    pub alerts: Option<Arc<Dispatcher>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
@@ -63,11 +66,25 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             async move { Ok::<_, Rejection>(renew(state, body).await) }
         });
 
+    let alerts_state = state.clone();
+    let alert_timer = warp::path!("alerts")
+        .and(warp::post())
+        .and(body_limited(
+            state.max_body_bytes,
+            state.limits.body_read_timeout,
+        ))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = alerts_state.clone();
+            async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
+        });
+
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
         .unify()
         .or(warp::path!("renew"))
+        .unify()
+        .or(warp::path!("alerts"))
         .unify()
         .map(|| {
             warp::reply::with_header(
@@ -84,6 +101,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(lifecycle.map(Reply::into_response))
         .unify()
         .or(renew.map(Reply::into_response))
+        .unify()
+        .or(alert_timer.map(Reply::into_response))
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -156,6 +175,9 @@ where
             {
                 renewer.react(&receipt.lifecycle_items);
             }
+            if let Some(alerts) = &state.alerts {
+                alerts.spawn_new(receipt.alerts);
+            }
             // Graph's advice: the same answer whether or not validation passed.
             StatusCode::ACCEPTED.into_response()
         }
@@ -196,6 +218,31 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     warp::reply::with_status(warp::reply::json(&outcome.response), status).into_response()
+}
+
+/// The alert timer's invocation `POST /alerts`: retries what is pending, expires what is too old.
+async fn alert_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let (status, reply) = match &state.alerts {
+        None => (
+            StatusCode::OK,
+            super::invocation::InvocationResponse {
+                logs: vec!["alerts: no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION); nothing to do".into()],
+                return_value: serde_json::json!({"skipped": true}),
+                ..Default::default()
+            },
+        ),
+        Some(dispatcher) => {
+            let outcome = super::alert_timer::invoke(dispatcher, &body).await;
+            let status = StatusCode::from_u16(outcome.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, outcome.response)
+        }
+    };
+    warp::reply::with_status(warp::reply::json(&reply.to_json()), status).into_response()
 }
 
 /// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).

@@ -7,6 +7,7 @@
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
+mod alerting;
 mod intake;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +22,7 @@ use crate::archive::records::{
 };
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
-use crate::graph::events::{EventKind, TeamsEvent};
+use crate::graph::events::{EmergencyCallEvent, EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError};
 use crate::graph::screening::ScreenError;
 use crate::graph::tokens::{TokenError, TokenValidator};
@@ -62,6 +63,8 @@ pub struct Receipt {
     pub rejection: Option<Rejection>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
+    /// Alert records this request created (sent right after the answer; a resend creates none).
+    pub alerts: Vec<ObjectName>,
 }
 
 /// Why a request could not be accepted.
@@ -156,6 +159,8 @@ pub struct Receiver {
     pub tokens: Option<Arc<TokenValidator>>,
     /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
     pub max_items_per_request: usize,
+    /// The alert outbox: which events alert, to which routes (`None`: no route configured).
+    pub alerts: Option<Arc<crate::alerts::outbox::Outbox>>,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -175,6 +180,8 @@ pub(crate) struct Pending {
     outcome: Outcome,
     /// For a quarantined item: the reason code and the subscription id (for the summary line).
     pub(crate) quarantined: Option<(&'static str, String)>,
+    /// An emergency call event (with its arrival time and summary): it may raise an alert.
+    emergency: Option<Box<(String, String, EmergencyCallEvent)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,6 +189,7 @@ enum Outcome {
     Event,
     Quarantine,
     Lifecycle,
+    Alert,
     Other,
 }
 
@@ -386,17 +394,21 @@ impl Receiver {
         if pending.is_empty() {
             return Ok(());
         }
+        let pending = alerting::attach(self.alerts.as_deref(), pending);
+        let names: Vec<ObjectName> = pending.iter().map(|p| p.name.clone()).collect();
         let outcomes: Vec<Outcome> = pending.iter().map(|p| p.outcome).collect();
         let written = self
             .archive
             .put_all_if_absent(pending.into_iter().map(|p| (p.name, p.body)).collect())
             .await?;
-        for (outcome, written) in outcomes.into_iter().zip(written) {
+        for ((outcome, written), name) in outcomes.into_iter().zip(written).zip(names) {
             match written {
                 Written::Created => {}
                 Written::AlreadyExisted => receipt.duplicates += 1,
             }
             match outcome {
+                Outcome::Alert if written == Written::Created => receipt.alerts.push(name),
+                Outcome::Alert => {}
                 Outcome::Event => receipt.events += 1,
                 Outcome::Quarantine => receipt.quarantined += 1,
                 Outcome::Lifecycle => receipt.lifecycle += 1,
@@ -418,6 +430,7 @@ fn raw_entry(received_at: &str, rich: &[ChangeNotification], canonicals: &[Vec<u
         body: records::raw_record_json(received_at, canonicals),
         outcome: Outcome::Other,
         quarantined: None,
+        emergency: None,
     }
 }
 
@@ -431,12 +444,8 @@ fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
             .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
         notification: item.clone(),
     };
-    Pending {
-        name: records::item_name(Kind::Lifecycle, item, &canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Lifecycle,
-        quarantined: None,
-    }
+    let name = records::item_name(Kind::Lifecycle, item, &canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Lifecycle)
 }
 
 fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
@@ -464,15 +473,17 @@ pub(crate) fn rich_entry(
     match key.and_then(|k| crypto::decrypt(content, &k.private_key).map(|v| (k, v))) {
         Ok((key, payload)) => {
             let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
-            let summary = TeamsEvent::read(kind, &payload).summary();
-            event_entry(
+            let event = TeamsEvent::read(kind, &payload);
+            let summary = event.summary();
+            let entry = event_entry(
                 received_at,
                 &item,
                 &canonical,
                 kind,
-                summary,
+                summary.clone(),
                 Some((key.id.clone(), payload)),
-            )
+            );
+            alerting::mark(entry, event, received_at, summary)
         }
         Err(e) => quarantine_entry(received_at, item, &canonical, &e),
     }
@@ -501,12 +512,8 @@ fn event_entry(
         summary,
         payload,
     };
-    Pending {
-        name: records::item_name(Kind::Events, item, canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Event,
-        quarantined: None,
-    }
+    let name = records::item_name(Kind::Events, item, canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Event)
 }
 
 fn quarantine_entry(
@@ -528,6 +535,7 @@ fn quarantine_entry(
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
         quarantined,
+        emergency: None,
     }
 }
 

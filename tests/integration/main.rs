@@ -2,6 +2,7 @@
 //! (Graph, Entra ID, Key Vault, the Functions host) are fakes speaking their documented wire
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
 
+mod alerts;
 mod archive;
 mod azurite;
 mod cli;

@@ -20,12 +20,14 @@
 
 pub mod app;
 pub mod archive;
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod host;
 pub mod identity;
 pub mod issuer;
+pub mod jwks;
 pub mod keys;
 pub mod lifecycle;
 pub mod receiver;

@@ -30,6 +30,7 @@ pub mod issuer;
 pub mod jwks;
 pub mod keys;
 pub mod lifecycle;
+pub mod meetings;
 pub mod receiver;
 pub mod renew;
 pub mod replay;

@@ -32,16 +32,20 @@ pub enum Kind {
     Rejected,
     /// Resync markers written after a `missed` lifecycle notification.
     Resync,
+    /// Meetings seen starting and ending (the Teams bot's events): the desired state of the
+    /// meetings' call-event subscriptions, shared by every instance.
+    Meetings,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Raw,
         Kind::Events,
         Kind::Quarantine,
         Kind::Lifecycle,
         Kind::Rejected,
         Kind::Resync,
+        Kind::Meetings,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Lifecycle => "lifecycle",
             Kind::Rejected => "rejected",
             Kind::Resync => "resync",
+            Kind::Meetings => "meetings",
         }
     }
 }

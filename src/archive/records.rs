@@ -133,6 +133,25 @@ pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> Ob
     ObjectName::new(kind, date, BOT_SOURCE, &sha256_hex(canonical))
 }
 
+/// A meeting seen starting or ending by the Teams bot, under
+/// `meetings/{yyyy}/{mm}/{dd}/{meeting}/{sha256}.json` (date of the event, `meeting` the hash of
+/// its join URL or id, hash of the activity): the renewer's desired state for meeting call-event
+/// subscriptions. Append-only, like the rest of the archive: a meeting's state is its latest
+/// start and end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingStateRecord {
+    pub recorded_at: String,
+    /// `start` or `end`.
+    pub action: String,
+    /// When it happened: the activity's `timestamp` (RFC 3339).
+    pub at: String,
+    pub meeting_id: String,
+    /// The raw join URL (`value.JoinUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+}
+
 /// SHA-256, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(bytes))

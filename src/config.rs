@@ -2,7 +2,7 @@
 //!
 //! Azure Functions passes app settings to the custom handler as environment variables, so the
 //! environment is the only configuration source. The variable names are a contract shared with
-//! `local.settings.json`, `infra/` and the README; see `../shared/DESIGN.md`.
+//! `local.settings.json`, `infra/` and the README.
 
 use std::path::PathBuf;
 
@@ -89,59 +89,10 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// The Teams bot; `None` when `BOT_APP_ID` is unset (the messaging endpoint refuses all).
     pub bot: Option<BotConfig>,
-}
-
-/// Default `MEETING_SUBSCRIPTION_GRACE_MIN`.
-pub const DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN: u64 = 30;
-
-/// The Teams bot's settings.
-#[derive(Debug, Clone)]
-pub struct BotConfig {
-    /// `BOT_APP_ID`: the bot's Entra app (the audience of the Bot Connector's tokens; the
-    /// identity of its outbound calls).
-    pub app_id: String,
-    /// `BOT_TENANT_ID`: the single-tenant bot's tenant (Entra-issued tokens of it are accepted;
-    /// the outbound token is asked from it).
-    pub tenant_id: Option<String>,
-    /// `BOT_CLIENT_SECRET`: optional; without it the bot's outbound token comes from the managed
-    /// identity whose client id is `BOT_APP_ID`.
-    pub client_secret: Option<SecretString>,
-    /// `BOT_OPENID_METADATA`: where the Bot Connector's signing keys are published.
-    pub openid_metadata: String,
-    /// `BOT_SERVICE_URL_HOSTS` (comma list): replaces the Bot Framework hosts the bot may call
-    /// (tests, new clouds); `None` keeps the default list.
-    pub service_url_hosts: Option<Vec<String>>,
-    /// `MEETING_SUBSCRIPTION_GRACE_MIN`: how long a meeting's call-event subscription outlives
-    /// the meeting's end.
-    pub meeting_grace: std::time::Duration,
-}
-
-impl BotConfig {
-    fn from_lookup(
-        get: impl Fn(&str) -> Option<String>,
-        list: impl Fn(&str) -> Vec<String>,
-    ) -> Result<Option<Self>, ConfigError> {
-        let grace = match get("MEETING_SUBSCRIPTION_GRACE_MIN") {
-            Some(v) => v.parse::<u64>().ok().ok_or_else(|| ConfigError {
-                name: "MEETING_SUBSCRIPTION_GRACE_MIN",
-                reason: format!("not a whole number of minutes: {v:?}"),
-            })?,
-            None => DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN,
-        };
-        let Some(app_id) = get("BOT_APP_ID") else {
-            return Ok(None);
-        };
-        let hosts = list("BOT_SERVICE_URL_HOSTS");
-        Ok(Some(BotConfig {
-            app_id,
-            tenant_id: get("BOT_TENANT_ID"),
-            client_secret: get("BOT_CLIENT_SECRET").map(SecretString::from),
-            openid_metadata: get("BOT_OPENID_METADATA")
-                .unwrap_or_else(|| crate::bot::auth::DEFAULT_OPENID_METADATA.into()),
-            service_url_hosts: (!hosts.is_empty()).then_some(hosts),
-            meeting_grace: std::time::Duration::from_secs(grace * 60),
-        }))
-    }
+    /// `SSL_CERT_FILE`: extra CA certificates outbound TLS trusts (beside the system roots).
+    pub ssl_cert_file: Option<PathBuf>,
+    /// `RENEW_WHEN_REMAINING` and the reconcile's other tuning.
+    pub reconcile: ReconcileOptions,
 }
 
 impl Config {
@@ -239,6 +190,51 @@ impl Config {
                 .to_string(),
             max_body_bytes,
             bot: BotConfig::from_lookup(&get, &list)?,
+            ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
+            reconcile: ReconcileOptions::from_lookup(get)?,
+        })
+    }
+}
+
+/// Default share of the lifetime left under which a subscription is renewed.
+pub const DEFAULT_RENEW_WHEN_REMAINING: f64 = 0.5;
+
+/// Tuning of the renewer's reconcile.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    /// `RENEW_WHEN_REMAINING` (0 < x < 1, default 0.5): renew when less than this share of the
+    /// requested lifetime is left. With the default, a 3-day subscription is renewed once 36
+    /// hours are left and a 1-day one at 12 hours, so a timer every 30 minutes has dozens of
+    /// chances, and a reconcile right after a renewal changes nothing. Keep the timer interval
+    /// well under `share x lifetime` (55 minutes without a lifecycle URL).
+    pub renew_when_remaining: f64,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        ReconcileOptions {
+            renew_when_remaining: DEFAULT_RENEW_WHEN_REMAINING,
+        }
+    }
+}
+
+impl ReconcileOptions {
+    /// Reads `RENEW_WHEN_REMAINING` through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(raw) = lookup("RENEW_WHEN_REMAINING").filter(|v| !v.trim().is_empty()) else {
+            return Ok(Self::default());
+        };
+        let share = raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s < 1.0)
+            .ok_or_else(|| ConfigError {
+                name: "RENEW_WHEN_REMAINING",
+                reason: format!("a share strictly between 0 and 1, got {raw:?}"),
+            })?;
+        Ok(ReconcileOptions {
+            renew_when_remaining: share,
         })
     }
 }
@@ -260,6 +256,58 @@ fn parse_local_certificate(entry: &str) -> Result<LocalCertificate, ConfigError>
         path: PathBuf::from(path),
     })
 }
+
+/// Default `MEETING_SUBSCRIPTION_GRACE_MIN`.
+pub const DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN: u64 = 30;
+
+/// The Teams bot's settings.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// `BOT_APP_ID`: the bot's Entra app (the audience of the Bot Connector's tokens; the
+    /// identity of its outbound calls).
+    pub app_id: String,
+    /// `BOT_TENANT_ID`: the single-tenant bot's tenant (Entra-issued tokens of it are accepted;
+    /// the outbound token is asked from it).
+    pub tenant_id: Option<String>,
+    /// `BOT_CLIENT_SECRET`: optional; without it the bot's outbound token comes from the managed
+    /// identity whose client id is `BOT_APP_ID`.
+    pub client_secret: Option<SecretString>,
+    /// `BOT_OPENID_METADATA`: where the Bot Connector's signing keys are published.
+    pub openid_metadata: String,
+    /// `BOT_SERVICE_URL_HOSTS` (comma list): replaces the Bot Framework hosts the bot may call
+    /// (tests, new clouds); `None` keeps the default list.
+    pub service_url_hosts: Option<Vec<String>>,
+    /// `MEETING_SUBSCRIPTION_GRACE_MIN`: how long a meeting's call-event subscription outlives
+    /// the meeting's end.
+    pub meeting_grace: std::time::Duration,
+}
+
+impl BotConfig {
+    fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        list: impl Fn(&str) -> Vec<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let grace = match get("MEETING_SUBSCRIPTION_GRACE_MIN") {
+            Some(v) => v.parse::<u64>().ok().ok_or_else(|| ConfigError {
+                name: "MEETING_SUBSCRIPTION_GRACE_MIN",
+                reason: format!("not a whole number of minutes: {v:?}"),
+            })?,
+            None => DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN,
+        };
+        let Some(app_id) = get("BOT_APP_ID") else {
+            return Ok(None);
+        };
+        let hosts = list("BOT_SERVICE_URL_HOSTS");
+        Ok(Some(BotConfig {
+            app_id,
+            tenant_id: get("BOT_TENANT_ID"),
+            client_secret: get("BOT_CLIENT_SECRET").map(SecretString::from),
+            openid_metadata: get("BOT_OPENID_METADATA")
+                .unwrap_or_else(|| crate::bot::auth::DEFAULT_OPENID_METADATA.into()),
+            service_url_hosts: (!hosts.is_empty()).then_some(hosts),
+            meeting_grace: std::time::Duration::from_secs(grace * 60),
+        }))
+    }
 
 #[cfg(test)]
 mod tests {
@@ -350,5 +398,27 @@ mod tests {
                 .name,
             "NOTIFICATION_CERTIFICATES"
         );
+    }
+
+    #[test]
+    fn share_is_read_and_bounded() {
+        assert_eq!(
+            ReconcileOptions::from_lookup(|_| None)
+                .unwrap()
+                .renew_when_remaining,
+            0.5
+        );
+        assert_eq!(
+            ReconcileOptions::from_lookup(|_| Some("0.25".into()))
+                .unwrap()
+                .renew_when_remaining,
+            0.25
+        );
+        for bad in ["0", "1", "-0.1", "half"] {
+            assert!(
+                ReconcileOptions::from_lookup(|_| Some(bad.into())).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

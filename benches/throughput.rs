@@ -333,6 +333,7 @@ fn main() {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
             renewer: None,
+            messages: None,
         };
         tokio::spawn(teams_notifications::functions::routes::run(
             listener,

@@ -308,6 +308,7 @@ impl BotConfig {
             meeting_grace: std::time::Duration::from_secs(grace * 60),
         }))
     }
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,10 @@ use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport};
 
 use crate::archive::{self, Archive, ArchiveError};
+use crate::bot::auth::BotAuthenticator;
+use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
+use crate::jwks::JwksOptions;
+use crate::meetings::MessagesPath;
 use crate::config::{ArchiveConfig, Config};
 use crate::functions::routes::AppState;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
@@ -19,7 +23,7 @@ use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 use crate::keys::local::LocalSource;
 use crate::keys::{CertificateStore, KeyError};
 use crate::receiver::Receiver;
-use crate::renewer::{Renewer, SetupError};
+use crate::renewer::{Clock, MeetingReconciler, Renewer, SetupError};
 
 /// Start-up failures, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,7 @@ pub struct Builder {
     env: EnvLookup,
     graph_retry: Option<RetryPolicy>,
     verify_key_vault_challenge: Option<bool>,
+    renewer_clock: Option<Clock>,
     credential: OnceLock<Arc<dyn TokenCredential>>,
 }
 
@@ -64,8 +69,11 @@ pub struct App {
     pub archive: Arc<dyn Archive>,
     pub keys: Arc<CertificateStore>,
     pub receiver: Arc<Receiver>,
-    /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set.
+    /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set (and
+    /// no bot subscribes meetings).
     pub renewer: Option<Arc<Renewer>>,
+    /// The Teams bot's messaging endpoint; `None` when `BOT_APP_ID` is not set.
+    pub messages: Option<Arc<MessagesPath>>,
 }
 
 impl App {
@@ -75,6 +83,7 @@ impl App {
             receiver: self.receiver.clone(),
             max_body_bytes: self.config.max_body_bytes,
             renewer: self.renewer.clone(),
+            messages: self.messages.clone(),
         }
     }
 }
@@ -87,6 +96,7 @@ impl Builder {
             env: Arc::new(|name| std::env::var(name).ok()),
             graph_retry: None,
             verify_key_vault_challenge: None,
+            renewer_clock: None,
             credential: OnceLock::new(),
         }
     }
@@ -124,6 +134,12 @@ impl Builder {
         self
     }
 
+    /// The renewer's clock (tests move it past a meeting's grace instead of waiting).
+    pub fn with_renewer_clock(mut self, clock: Clock) -> Self {
+        self.renewer_clock = Some(clock);
+        self
+    }
+
     /// The whole service.
     pub async fn build(self) -> Result<App, StartError> {
         let http = self.http_client()?;
@@ -135,6 +151,7 @@ impl Builder {
         let tokens = token_validator(&self.config, http.clone());
         warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
         let renewer = self.renewer(&http, keys.clone(), archive.clone())?;
+        let messages = self.messages(&http, archive.clone(), renewer.clone())?;
         tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
         let receiver = Arc::new(Receiver {
             client_state: self.config.client_state.clone(),
@@ -149,6 +166,7 @@ impl Builder {
             keys,
             receiver,
             renewer,
+            messages,
         })
     }
 
@@ -238,22 +256,91 @@ impl Builder {
         })
     }
 
-    /// The renewer, when `SUBSCRIPTIONS_FILE` is set.
+    /// The renewer, when `SUBSCRIPTIONS_FILE` is set or the Teams bot subscribes meetings (then
+    /// Graph's delivery settings must be there too).
     fn renewer(
         &self,
         http: &reqwest::Client,
         keys: Arc<CertificateStore>,
         archive: Arc<dyn Archive>,
     ) -> Result<Option<Arc<Renewer>>, StartError> {
-        if self.config.subscriptions_file.is_none() {
-            tracing::info!(
-                "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
-            );
-            return Ok(None);
+        let config = &self.config;
+        let meetings = config.bot.as_ref().map(|b| b.meeting_grace);
+        if config.subscriptions_file.is_none() {
+            if meetings.is_none() {
+                tracing::info!(
+                    "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
+                );
+                return Ok(None);
+            }
+            if config.notification_url.is_none() || config.client_state.is_none() {
+                tracing::warn!(
+                    "BOT_APP_ID is set but NOTIFICATION_URL / NOTIFICATION_CLIENT_STATE are not: meetings are archived but not subscribed to"
+                );
+                return Ok(None);
+            }
         }
         let graph = self.graph_client(http)?;
-        let renewer = Renewer::new(self.config.clone(), graph, keys, archive)?;
+        let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?;
+        if let Some(grace) = meetings {
+            renewer = renewer.with_meetings(grace);
+        }
+        if let Some(clock) = &self.renewer_clock {
+            renewer = renewer.with_clock(clock.clone());
+        }
         Ok(Some(Arc::new(renewer)))
+    }
+
+    /// The Teams bot's messaging endpoint, when `BOT_APP_ID` is set.
+    fn messages(
+        &self,
+        http: &reqwest::Client,
+        archive: Arc<dyn Archive>,
+        renewer: Option<Arc<Renewer>>,
+    ) -> Result<Option<Arc<MessagesPath>>, StartError> {
+        let config = &self.config;
+        let Some(bot) = &config.bot else {
+            tracing::info!("BOT_APP_ID not set: the bot's messaging endpoint refuses every request");
+            return Ok(None);
+        };
+        let auth = BotAuthenticator::new(
+            &bot.app_id,
+            bot.tenant_id.as_deref(),
+            &bot.openid_metadata,
+            &config.authority_host,
+            http.clone(),
+            JwksOptions::default(),
+        );
+        let connector = self.connector_client(http)?;
+        tracing::info!(
+            app = %bot.app_id,
+            single_tenant = bot.tenant_id.is_some(),
+            meetings_subscribed = renewer.is_some(),
+            "bot messaging endpoint ready"
+        );
+        Ok(Some(Arc::new(MessagesPath {
+            auth: Arc::new(auth),
+            archive,
+            connector,
+            watcher: renewer.map(|r| Arc::new(MeetingReconciler(r)) as _),
+        })))
+    }
+
+    /// The bot's connector client (the alerts' proactive messages use it too), when the bot is
+    /// configured.
+    pub fn connector_client(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Option<ConnectorClient>, StartError> {
+        let Some(bot) = &self.config.bot else {
+            return Ok(None);
+        };
+        let policy = match &bot.service_url_hosts {
+            Some(hosts) => ServiceUrlPolicy::new(hosts.iter().map(String::as_str)),
+            None => ServiceUrlPolicy::default(),
+        };
+        let credential = identity::bot_credential(&self.config, bot, http.clone())?;
+        Ok(Some(ConnectorClient::new(http.clone(), credential, policy)))
     }
 }
 

@@ -4,8 +4,10 @@
 //!   timer invocations), thin handlers mapping outcomes to statuses;
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
+//! - [`messages`]: the Teams bot's messaging endpoint (`POST /api/messages`);
 //! - [`timer`]: the `renew` timer function on top of the renewer.
 
 pub mod invocation;
+pub mod messages;
 pub mod routes;
 pub mod timer;

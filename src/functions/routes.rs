@@ -26,6 +26,8 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
     pub renewer: Option<Arc<Renewer>>,
+    /// The Teams bot's messaging endpoint (absent when `BOT_APP_ID` is not set: all refused).
+    pub messages: Option<Arc<crate::meetings::MessagesPath>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -59,9 +61,13 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             async move { Ok::<_, Rejection>(renew(state, body).await) }
         });
 
+    let messages = super::messages::route(state.messages.clone(), state.max_body_bytes);
+
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
+        .unify()
+        .or(warp::path!("api" / "messages"))
         .unify()
         .or(warp::path!("renew"))
         .unify()
@@ -80,6 +86,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(lifecycle.map(Reply::into_response))
         .unify()
         .or(renew.map(Reply::into_response))
+        .unify()
+        .or(messages)
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -191,12 +199,12 @@ pub fn validation_token(query: &str) -> Option<String> {
 }
 
 #[derive(Debug)]
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge(u64),
     Read(String),
 }
 
-fn body_error(e: BodyError) -> warp::reply::Response {
+pub(super) fn body_error(e: BodyError) -> warp::reply::Response {
     match e {
         BodyError::TooLarge(limit) => {
             tracing::warn!(limit, "notification body over MAX_BODY_BYTES");
@@ -243,7 +251,7 @@ where
     Ok(buf.freeze())
 }
 
-fn body_limited(
+pub(super) fn body_limited(
     limit: u64,
 ) -> impl Filter<Extract = (Result<Bytes, BodyError>,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")

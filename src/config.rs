@@ -367,16 +367,28 @@ mod tests {
     #[test]
     fn bot_settings_parse_with_defaults() {
         assert!(config(&[]).unwrap().bot.is_none());
-        let c = config(&[("BOT_APP_ID", "bot"), ("BOT_SERVICE_URL_HOSTS", "http://127.0.0.1:9, *.example.org")])
-            .unwrap();
+        let c = config(&[
+            ("BOT_APP_ID", "bot"),
+            ("BOT_SERVICE_URL_HOSTS", "http://127.0.0.1:9, *.example.org"),
+        ])
+        .unwrap();
         let bot = c.bot.unwrap();
-        assert_eq!(bot.openid_metadata, "https://login.botframework.com/v1/.well-known/openidconfiguration");
-        assert_eq!(bot.meeting_grace, std::time::Duration::from_secs(30 * 60));
-        assert_eq!(bot.service_url_hosts.unwrap(), ["http://127.0.0.1:9", "*.example.org"]);
         assert_eq!(
-            config(&[("BOT_APP_ID", "b"), ("MEETING_SUBSCRIPTION_GRACE_MIN", "-1")])
-                .unwrap_err()
-                .name,
+            bot.openid_metadata,
+            "https://login.botframework.com/v1/.well-known/openidconfiguration"
+        );
+        assert_eq!(bot.meeting_grace, std::time::Duration::from_secs(30 * 60));
+        assert_eq!(
+            bot.service_url_hosts.unwrap(),
+            ["http://127.0.0.1:9", "*.example.org"]
+        );
+        assert_eq!(
+            config(&[
+                ("BOT_APP_ID", "b"),
+                ("MEETING_SUBSCRIPTION_GRACE_MIN", "-1")
+            ])
+            .unwrap_err()
+            .name,
             "MEETING_SUBSCRIPTION_GRACE_MIN"
         );
     }

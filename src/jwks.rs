@@ -454,7 +454,10 @@ mod tests {
         let good = &set.keys["good"];
         assert!(good.endorses("msteams") && good.endorses("skype"));
         assert!(!good.endorses("MSTEAMS") && !good.endorses(""));
-        assert!(!set.keys["no-use"].endorses("msteams"), "no list, no endorsement");
+        assert!(
+            !set.keys["no-use"].endorses("msteams"),
+            "no list, no endorsement"
+        );
         assert!(good.allows(Algorithm::RS256) && !good.allows(Algorithm::RS384));
         assert!(!set.keys["rs512"].allows(Algorithm::RS256));
         let empty: RawJwks = serde_json::from_str(r#"{"keys": []}"#).unwrap();
@@ -467,13 +470,16 @@ mod tests {
     #[test]
     fn metadata_algorithms_are_the_listed_rsa_ones_else_rs256() {
         let read = |v: serde_json::Value| {
-            let m: OpenIdMetadata =
-                serde_json::from_value(serde_json::json!({"jwks_uri": "x", "id_token_signing_alg_values_supported": v}))
-                    .unwrap();
+            let m: OpenIdMetadata = serde_json::from_value(
+                serde_json::json!({"jwks_uri": "x", "id_token_signing_alg_values_supported": v}),
+            )
+            .unwrap();
             issuer_algorithms(&m).to_vec()
         };
         assert_eq!(
-            read(serde_json::json!(["RS256", "RS384", "RS512", "HS256", "none", 3])),
+            read(serde_json::json!([
+                "RS256", "RS384", "RS512", "HS256", "none", 3
+            ])),
             [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512]
         );
         assert_eq!(read(serde_json::json!(["HS256"])), [Algorithm::RS256]);

@@ -12,16 +12,16 @@ use azure_core::http::{ClientOptions, Transport};
 use crate::archive::{self, Archive, ArchiveError};
 use crate::bot::auth::BotAuthenticator;
 use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
-use crate::jwks::JwksOptions;
-use crate::meetings::MessagesPath;
 use crate::config::{ArchiveConfig, Config};
 use crate::functions::routes::AppState;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
 use crate::graph::tokens::TokenValidator;
 use crate::identity::{self, IdentityError};
+use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 use crate::keys::local::LocalSource;
 use crate::keys::{CertificateStore, KeyError};
+use crate::meetings::MessagesPath;
 use crate::receiver::Receiver;
 use crate::renewer::{Clock, MeetingReconciler, Renewer, SetupError};
 
@@ -300,7 +300,9 @@ impl Builder {
     ) -> Result<Option<Arc<MessagesPath>>, StartError> {
         let config = &self.config;
         let Some(bot) = &config.bot else {
-            tracing::info!("BOT_APP_ID not set: the bot's messaging endpoint refuses every request");
+            tracing::info!(
+                "BOT_APP_ID not set: the bot's messaging endpoint refuses every request"
+            );
             return Ok(None);
         };
         let auth = BotAuthenticator::new(

@@ -235,7 +235,10 @@ impl BotAuthenticator {
             return Err(AuthError::NotEndorsed(printable(channel_id, 32)));
         }
         if source == TokenSource::Entra {
-            let tid = claims.tid.as_deref().ok_or(AuthError::MissingClaim("tid"))?;
+            let tid = claims
+                .tid
+                .as_deref()
+                .ok_or(AuthError::MissingClaim("tid"))?;
             if Some(tid.to_ascii_lowercase()) != self.tenant {
                 return Err(AuthError::WrongTenant);
             }
@@ -303,7 +306,9 @@ fn header_of(token: &str) -> Result<(Algorithm, String), AuthError> {
         .decode(header)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or(AuthError::Malformed("header is not base64url JSON with `alg`"))?;
+        .ok_or(AuthError::Malformed(
+            "header is not base64url JSON with `alg`",
+        ))?;
     let alg = rsa_algorithm(&header.alg)
         .ok_or_else(|| AuthError::UnsupportedAlgorithm(printable(&header.alg, 16)))?;
     let kid = header

@@ -205,7 +205,12 @@ mod tests {
         let records = [
             record("start", "not a time", Some(URL), "m1"),
             record("start", "2026-11-30T10:00:00Z", None, "m2"),
-            record("start", "2026-11-30T10:00:00Z", Some("http://not-https"), "m3"),
+            record(
+                "start",
+                "2026-11-30T10:00:00Z",
+                Some("http://not-https"),
+                "m3",
+            ),
             record("pause", "2026-11-30T10:00:00Z", Some(URL), "m4"),
         ];
         assert_eq!(

@@ -101,7 +101,9 @@ pub async fn enrich(
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_owned();
-                        let in_meeting = answer.pointer("/meeting/inMeeting").and_then(Value::as_bool);
+                        let in_meeting = answer
+                            .pointer("/meeting/inMeeting")
+                            .and_then(Value::as_bool);
                         let name = answer
                             .pointer("/user/name")
                             .and_then(Value::as_str)

@@ -4,6 +4,7 @@
 
 mod archive;
 mod azurite;
+mod bot;
 mod cli;
 mod keyvault;
 mod rich;

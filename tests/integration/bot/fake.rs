@@ -1,9 +1,10 @@
 //! A fake Bot Connector on loopback, speaking the documented wire protocol:
 //! - the Bot Framework's OpenID metadata (`GET /v1/.well-known/openidconfiguration`) and JWKS
 //!   (`GET /v1/.well-known/keys`) whose keys carry `endorsements`;
-//! - Entra ID's side for a single-tenant bot: `GET /{tenant}/v2.0/.well-known/openid-configuration`,
-//!   its JWKS (no endorsements) and the v2.0 token endpoint (`POST /{tenant}/oauth2/v2.0/token`,
-//!   client-credentials grant for `https://api.botframework.com/.default`);
+//! - Entra ID's keys for a single-tenant bot (`GET /{tenant}/discovery/v2.0/keys`, no
+//!   endorsements); the metadata pointing there and the token endpoint the bot's credential
+//!   uses (`POST /{tenant}/oauth2/v2.0/token`) are mounted on the fake Entra behind TLS
+//!   ([`mount_entra`]), since azure_identity requires an https authority;
 //! - the Bot APIs: `GET /v1/meetings/{id}`, `GET /v1/meetings/{id}/participants/{pid}?tenantId=`
 //!   and `POST /v3/conversations/{id}/activities`, each requiring the bot's bearer token.
 //!
@@ -106,7 +107,10 @@ impl BotToken {
     /// An Entra-issued v2 token for the bot's tenant (single-tenant bots).
     pub fn entra(authority: &str, service_url: &str) -> Self {
         let mut t = Self::connector(service_url);
-        t.claims.insert("iss".into(), format!("{authority}/{BOT_TENANT}/v2.0").into());
+        t.claims.insert(
+            "iss".into(),
+            format!("{authority}/{BOT_TENANT}/v2.0").into(),
+        );
         t.claims.insert("tid".into(), BOT_TENANT.into());
         t.kid = ENTRA_KID.into();
         t
@@ -168,8 +172,7 @@ impl Drop for FakeConnector {
 }
 
 impl FakeConnector {
-    /// Starts the fake on `127.0.0.1:0`. `public_base` is the URL its documents point to (a TLS
-    /// front's, when one stands in front); `None` uses its own.
+    /// Starts the fake on `127.0.0.1:0`.
     pub async fn start() -> FakeConnector {
         let keys = Arc::new(vec![
             Key::generate(TEAMS_KID, Some(&["msteams", "skype"])),
@@ -181,7 +184,12 @@ impl FakeConnector {
         let jwks_requests = Arc::new(AtomicU64::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let routes = routes(url.clone(), keys.clone(), state.clone(), jwks_requests.clone());
+        let routes = routes(
+            url.clone(),
+            keys.clone(),
+            state.clone(),
+            jwks_requests.clone(),
+        );
         let server = tokio::spawn(warp::serve(routes).incoming(listener).run());
         FakeConnector {
             url,
@@ -239,9 +247,7 @@ impl FakeConnector {
         );
         let signature = match spec.signing {
             Signing::Published | Signing::Foreign => sign(&key.private, &input),
-            Signing::Hs256WithPublicKey => {
-                sign(&PKey::hmac(&key.public_pem).unwrap(), &input)
-            }
+            Signing::Hs256WithPublicKey => sign(&PKey::hmac(&key.public_pem).unwrap(), &input),
             Signing::Unsigned => Vec::new(),
         };
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
@@ -260,8 +266,11 @@ fn routes(
     keys: Shared<Vec<Key>>,
     state: Shared<Mutex<State>>,
     jwks_requests: Shared<AtomicU64>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static
-{
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
++ Clone
++ Send
++ Sync
++ 'static {
     use warp::Reply;
     let b = base.clone();
     let bf_metadata = warp::get()
@@ -288,17 +297,6 @@ fn routes(
                 .collect();
             warp::reply::json(&json!({ "keys": published })).into_response()
         });
-    let b = base.clone();
-    let entra_metadata = warp::get()
-        .and(warp::path!(String / "v2.0" / ".well-known" / "openid-configuration"))
-        .map(move |tenant: String| {
-            warp::reply::json(&json!({
-                "issuer": format!("{b}/{tenant}/v2.0"),
-                "jwks_uri": format!("{b}/{tenant}/discovery/v2.0/keys"),
-                "id_token_signing_alg_values_supported": ["RS256"],
-            }))
-            .into_response()
-        });
     let k2 = keys.clone();
     let entra_keys = warp::get()
         .and(warp::path!(String / "discovery" / "v2.0" / "keys"))
@@ -309,29 +307,6 @@ fn routes(
                 .map(|k| k.jwk.clone())
                 .collect();
             warp::reply::json(&json!({ "keys": published })).into_response()
-        });
-    let token = warp::post()
-        .and(warp::path!(String / "oauth2" / "v2.0" / "token"))
-        .and(warp::body::form())
-        .map(|tenant: String, form: HashMap<String, String>| {
-            let ok = tenant == BOT_TENANT
-                && form.get("grant_type").map(String::as_str) == Some("client_credentials")
-                && form.get("client_id").map(String::as_str) == Some(BOT_APP_ID)
-                && form.get("client_secret").map(String::as_str) == Some(BOT_SECRET)
-                && form.get("scope").map(String::as_str)
-                    == Some("https://api.botframework.com/.default");
-            if !ok {
-                return warp::reply::with_status(
-                    warp::reply::json(&json!({"error": "invalid_client"})),
-                    warp::http::StatusCode::UNAUTHORIZED,
-                )
-                .into_response();
-            }
-            warp::reply::json(&json!({
-                "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                "access_token": BOT_ACCESS_TOKEN,
-            }))
-            .into_response()
         });
     let api = warp::any()
         .and(warp::method())
@@ -351,11 +326,7 @@ fn routes(
     bf_metadata
         .or(bf_keys)
         .unify()
-        .or(entra_metadata)
-        .unify()
         .or(entra_keys)
-        .unify()
-        .or(token)
         .unify()
         .or(api)
         .unify()
@@ -389,7 +360,11 @@ fn bot_api(
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.as_str(), segments.as_slice()) {
@@ -418,4 +393,38 @@ fn bot_api(
         }
         _ => warp::http::StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// On the fake Entra (behind TLS, the harness's `AUTHORITY_HOST`): the bot tenant's OpenID
+/// metadata (keys on this fake) and its token endpoint, which gives the bot its token for the Bot
+/// APIs only for the client-credentials grant of `BOT_APP_ID` + `BOT_SECRET` and the Bot
+/// Framework's scope.
+pub async fn mount_entra(entra: &wiremock::MockServer, authority: &str, connector: &FakeConnector) {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/{BOT_TENANT}/v2.0/.well-known/openid-configuration"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": format!("{authority}/{BOT_TENANT}/v2.0"),
+            "jwks_uri": format!("{}/{BOT_TENANT}/discovery/v2.0/keys", connector.url),
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })))
+        .mount(entra)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{BOT_TENANT}/oauth2/v2.0/token")))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains(format!("client_id={BOT_APP_ID}")))
+        .and(body_string_contains(format!("client_secret={BOT_SECRET}")))
+        .and(body_string_contains(
+            "scope=https%3A%2F%2Fapi.botframework.com%2F.default",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+            "access_token": BOT_ACCESS_TOKEN,
+        })))
+        .mount(entra)
+        .await;
 }

@@ -1,7 +1,7 @@
 //! The renewer against fakes of Graph and Entra ID (see `fakes`): reconcile, throttling, the
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
-mod fakes;
+pub mod fakes;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

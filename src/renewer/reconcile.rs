@@ -163,12 +163,7 @@ pub async fn reconcile_plan(
     retire(graph, delivery, plan, &live, &mut claimed, &mut report).await;
     report.unmanaged = live
         .iter()
-        .filter(|s| {
-            !claimed.contains(&s.id)
-                && s.notification_url.as_deref().is_some_and(|u| {
-                    u.trim_end_matches('/') == delivery.notification_url.trim_end_matches('/')
-                })
-        })
+        .filter(|s| !claimed.contains(&s.id) && s.delivers_to(&delivery.notification_url))
         .count();
     report
 }
@@ -380,12 +375,7 @@ impl Run<'_> {
         if normalize_change_type(&existing.change_type).as_deref() != Ok(d.change_type.as_str()) {
             return self.replace(d, &existing, claimed).await;
         }
-        let notification_url = existing
-            .notification_url
-            .as_deref()
-            .is_none_or(|u| {
-                u.trim_end_matches('/') != self.delivery.notification_url.trim_end_matches('/')
-            })
+        let notification_url = (!existing.delivers_to(&self.delivery.notification_url))
             .then(|| self.delivery.notification_url.clone());
         let update = SubscriptionUpdate {
             expiration: Some(self.expiration(d)),

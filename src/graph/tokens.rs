@@ -311,7 +311,9 @@ impl TokenValidator {
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
         match self.keys.key(kid).await {
             Ok(key) if key.allows(Algorithm::RS256) => Ok(key.key.clone()),
-            Ok(_) | Err(KeyLookupError::Unknown(_)) => Err(TokenError::UnknownKey(printable(kid, 64))),
+            Ok(_) | Err(KeyLookupError::Unknown(_)) => {
+                Err(TokenError::UnknownKey(printable(kid, 64)))
+            }
             Err(KeyLookupError::Fetch(e)) => Err(TokenError::Jwks(e)),
         }
     }

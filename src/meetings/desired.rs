@@ -162,7 +162,11 @@ mod tests {
     #[test]
     fn a_started_meeting_is_desired_until_the_grace_after_its_end() {
         let start = record("start", "2026-11-30T10:00:00Z", Some(URL), "m1");
-        let running = plan_from(std::slice::from_ref(&start), t("2026-11-30T10:30:00Z"), GRACE);
+        let running = plan_from(
+            std::slice::from_ref(&start),
+            t("2026-11-30T10:30:00Z"),
+            GRACE,
+        );
         assert_eq!(running.running.len(), 1);
         assert_eq!(
             running.running[0].resource,

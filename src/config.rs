@@ -336,6 +336,10 @@ fn parse_local_certificate(entry: &str) -> Result<LocalCertificate, ConfigError>
     })
 }
 
+/// Where the Bot Connector publishes its signing keys (`BOT_OPENID_METADATA` overrides it).
+pub const DEFAULT_BOT_OPENID_METADATA: &str =
+    "https://login.botframework.com/v1/.well-known/openidconfiguration";
+
 /// Default `MEETING_SUBSCRIPTION_GRACE_MIN`.
 pub const DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN: u64 = 30;
 
@@ -380,7 +384,7 @@ impl BotConfig {
             tenant_id: get("BOT_TENANT_ID"),
             client_secret: get("BOT_CLIENT_SECRET").map(SecretString::from),
             openid_metadata: get("BOT_OPENID_METADATA")
-                .unwrap_or_else(|| crate::bot::auth::DEFAULT_OPENID_METADATA.into()),
+                .unwrap_or_else(|| DEFAULT_BOT_OPENID_METADATA.into()),
             service_url_hosts: (!hosts.is_empty()).then_some(hosts),
             meeting_grace: std::time::Duration::from_secs(grace * 60),
         }))

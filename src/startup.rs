@@ -21,9 +21,9 @@ use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 use crate::keys::local::LocalSource;
 use crate::keys::{CertificateStore, KeyError};
-use crate::meetings::MessagesPath;
+use crate::meetings::{MeetingWatcher, MessagesPath};
 use crate::receiver::Receiver;
-use crate::renewer::{Clock, MeetingReconciler, Renewer, SetupError};
+use crate::renewer::{Clock, Renewer, SetupError};
 
 /// Start-up failures, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +324,7 @@ impl Builder {
             auth: Arc::new(auth),
             archive,
             connector,
-            watcher: renewer.map(|r| Arc::new(MeetingReconciler(r)) as _),
+            watcher: renewer.map(|r| Arc::new(move || r.reconcile_soon()) as MeetingWatcher),
         })))
     }
 

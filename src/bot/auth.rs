@@ -33,8 +33,7 @@ use crate::jwks::{JwksCache, JwksError, JwksOptions, KeyLookupError, printable, 
 /// The Bot Connector's token issuer.
 pub const BOT_FRAMEWORK_ISSUER: &str = "https://api.botframework.com";
 /// Where the Bot Connector publishes its signing keys (`BOT_OPENID_METADATA` overrides it).
-pub const DEFAULT_OPENID_METADATA: &str =
-    "https://login.botframework.com/v1/.well-known/openidconfiguration";
+pub const DEFAULT_OPENID_METADATA: &str = crate::config::DEFAULT_BOT_OPENID_METADATA;
 /// Clock skew allowed on `exp` and `nbf` ("industry-standard clock-skew is 5 minutes").
 pub const LEEWAY_SECS: u64 = 300;
 /// Tokens longer than this are refused before any parsing (connector tokens are 1-2 KiB).

@@ -18,7 +18,6 @@
 //! transcript. Invokes are answered 200 with an empty invoke-response body (`{}`): the bot offers
 //! no cards, tasks or message extensions.
 
-pub mod desired;
 pub mod enrich;
 
 use std::sync::Arc;
@@ -39,10 +38,9 @@ use crate::bot::client::ConnectorClient;
 pub const MAX_REJECTED_BYTES: usize = 64 * 1024;
 pub const REJECTED_PREFIX_BYTES: usize = 4 * 1024;
 
-/// Who is told when a meeting starts or ends (the renewer). Must return at once.
-pub trait MeetingWatcher: Send + Sync {
-    fn meetings_changed(&self);
-}
+/// Called when a meeting's start or end is stored (the renewer's reconcile, queued). Must return
+/// at once.
+pub type MeetingWatcher = Arc<dyn Fn() + Send + Sync>;
 
 /// What the messaging endpoint answers.
 #[derive(Debug)]
@@ -78,7 +76,7 @@ pub struct MessagesPath {
     /// The Bot APIs, when the bot's outbound identity is configured: enrichment.
     pub connector: Option<ConnectorClient>,
     /// Told after a meeting's start or end is stored.
-    pub watcher: Option<Arc<dyn MeetingWatcher>>,
+    pub watcher: Option<MeetingWatcher>,
 }
 
 impl MessagesPath {
@@ -127,7 +125,7 @@ impl MessagesPath {
         );
 
         if meeting_changed && let Some(watcher) = &self.watcher {
-            watcher.meetings_changed();
+            watcher();
         }
         if let Some(connector) = &self.connector
             && !duplicate

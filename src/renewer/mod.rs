@@ -20,7 +20,9 @@
 //! changes nothing. Reconciles never overlap within a process (one lock); across instances the
 //! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
 
+pub mod desired;
 pub mod lifecycle;
+pub mod meetings;
 pub mod reconcile;
 pub mod report;
 
@@ -34,10 +36,12 @@ use time::OffsetDateTime;
 use crate::archive::Archive;
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::{
-    DesiredError, DesiredSubscription, GraphClient, load_desired, same_resource,
-};
+use crate::graph::subscriptions::GraphClient;
 use crate::keys::CertificateStore;
+pub use desired::{
+    DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
+    normalize_change_type, parse_desired, same_resource,
+};
 use std::sync::Arc;
 
 pub use reconcile::{Plan, listing_version, new_subscription, reconcile, reconcile_plan};
@@ -187,7 +191,7 @@ impl Renewer {
         let Some(grace) = self.meetings_grace else {
             return (desired, Vec::new());
         };
-        match crate::meetings::desired::plan(self.archive.as_ref(), now, grace).await {
+        match meetings::plan(self.archive.as_ref(), now, grace).await {
             Ok(plan) => {
                 for meeting in plan.running {
                     let listed = desired.iter().any(|d| {
@@ -279,15 +283,6 @@ impl Renewer {
         for item in items {
             lifecycle::react(self.clone(), item);
         }
-    }
-}
-
-/// The renewer as the messaging endpoint's [`MeetingWatcher`](crate::meetings::MeetingWatcher).
-pub struct MeetingReconciler(pub Arc<Renewer>);
-
-impl crate::meetings::MeetingWatcher for MeetingReconciler {
-    fn meetings_changed(&self) {
-        self.0.reconcile_soon();
     }
 }
 

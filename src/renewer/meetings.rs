@@ -20,9 +20,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::desired::{DesiredEntry, DesiredSubscription};
 use crate::archive::records::MeetingStateRecord;
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName};
-use crate::graph::subscriptions::{DesiredEntry, DesiredSubscription};
 
 /// How long a meeting whose end was never seen stays desired (Teams meetings end within a day;
 /// the margin covers long ones).

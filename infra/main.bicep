@@ -221,6 +221,8 @@ var contractSettings = {
   RENEW_SCHEDULE: renewSchedule
   RENEW_WHEN_REMAINING: renewWhenRemaining
   RUST_LOG: rustLog
+  // One JSON object per line: what Application Insights ingests best.
+  LOG_FORMAT: 'json'
 }
 // The Teams bot (BOT_*): the Entra app given, or the managed identity.
 var botId = !empty(botAppId) ? botAppId : identity.properties.clientId

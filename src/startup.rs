@@ -56,6 +56,8 @@ pub struct Builder {
     http: Option<reqwest::Client>,
     env: EnvLookup,
     graph_retry: Option<RetryPolicy>,
+    /// Waits between the listing checks of a `subscriptionRemoved` (tests shorten them).
+    removal_checks: Option<Vec<std::time::Duration>>,
     verify_key_vault_challenge: Option<bool>,
     renewer_clock: Option<Clock>,
     credential: OnceLock<Arc<dyn TokenCredential>>,
@@ -82,6 +84,7 @@ impl App {
         AppState {
             receiver: self.receiver.clone(),
             max_body_bytes: self.config.max_body_bytes,
+            limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
             messages: self.messages.clone(),
         }
@@ -95,6 +98,7 @@ impl Builder {
             http: None,
             env: Arc::new(|name| std::env::var(name).ok()),
             graph_retry: None,
+            removal_checks: None,
             verify_key_vault_challenge: None,
             renewer_clock: None,
             credential: OnceLock::new(),
@@ -124,6 +128,12 @@ impl Builder {
     /// Graph's retry policy (tests shorten the waits).
     pub fn with_graph_retry(mut self, retry: RetryPolicy) -> Self {
         self.graph_retry = Some(retry);
+        self
+    }
+
+    /// Replaces the renewer's waits between the listing checks of a `subscriptionRemoved`.
+    pub fn with_removal_checks(mut self, waits: Vec<std::time::Duration>) -> Self {
+        self.removal_checks = Some(waits);
         self
     }
 
@@ -158,6 +168,7 @@ impl Builder {
             archive: archive.clone(),
             keys: keys.clone(),
             tokens,
+            max_items_per_request: self.config.limits.max_items_per_request,
         });
         Ok(App {
             config: self.config,
@@ -195,7 +206,11 @@ impl Builder {
     /// The configured archive (creating the directory or container if missing).
     pub async fn archive(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
         Ok(match &self.config.archive {
-            ArchiveConfig::Filesystem(dir) => Arc::new(archive::fs::FsArchive::open(dir).await?),
+            ArchiveConfig::Filesystem(dir) => {
+                let fs = Arc::new(archive::fs::FsArchive::open(dir).await?);
+                fs.sweep_in_background();
+                fs
+            }
             ArchiveConfig::BlobConnectionString {
                 connection_string,
                 container,
@@ -282,6 +297,9 @@ impl Builder {
         }
         let graph = self.graph_client(http)?;
         let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?;
+        if let Some(waits) = &self.removal_checks {
+            renewer = renewer.with_removal_checks(waits.clone());
+        }
         if let Some(grace) = meetings {
             renewer = renewer.with_meetings(grace);
         }

@@ -1,6 +1,7 @@
 //! The `messages` function: the Teams bot's messaging endpoint, `POST /api/messages`
 //! (`functions/messages/function.json`, forwarded by the host like the other HTTP functions).
-//! Thin: reads the `Authorization` header and the body (within `MAX_BODY_BYTES`) and maps the
+//! Thin: reads the `Authorization` header and the body (within `MAX_BODY_BYTES` and
+//! `BODY_READ_TIMEOUT_S`) and maps the
 //! [`MessagesPath`]'s answer to what the Bot Connector expects.
 
 use std::sync::Arc;
@@ -16,11 +17,12 @@ use crate::meetings::{Answer, MessagesError, MessagesPath};
 pub fn route(
     path: Option<Arc<MessagesPath>>,
     max_body_bytes: u64,
+    body_read_timeout: std::time::Duration,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("api" / "messages")
         .and(warp::post())
         .and(warp::header::optional::<String>("authorization"))
-        .and(body_limited(max_body_bytes))
+        .and(body_limited(max_body_bytes, body_read_timeout))
         .then(
             move |authorization: Option<String>, body: Result<Bytes, BodyError>| {
                 let path = path.clone();

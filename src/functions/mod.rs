@@ -5,8 +5,10 @@
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
 //! - [`messages`]: the Teams bot's messaging endpoint (`POST /api/messages`);
-//! - [`timer`]: the `renew` timer function on top of the renewer.
+//! - [`timer`]: the `renew` timer function on top of the renewer;
+//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain.
 
+pub mod connections;
 pub mod invocation;
 pub mod messages;
 pub mod routes;

@@ -594,7 +594,9 @@ pub async fn harness_with_clock(
     let mut builder = teams_notifications::startup::Builder::new(config.clone())
         .with_http(TlsFront::client())
         .with_env(|_| None)
-        .with_graph_retry(fast_retry());
+        .with_graph_retry(fast_retry())
+        // Short waits between the listing checks that confirm a subscriptionRemoved.
+        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)]);
     if let Some(clock) = clock {
         builder = builder.with_renewer_clock(clock);
     }

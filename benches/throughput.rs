@@ -345,6 +345,7 @@ fn main() {
             limits: Default::default(),
             renewer: None,
             alerts: None,
+            messages: None,
         };
         tokio::spawn(teams_notifications::functions::routes::run(
             listener,

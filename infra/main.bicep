@@ -85,6 +85,18 @@ param alertOn string = 'emergencyCallEvent.callStarted'
 
 @description('Emergency alerts: hours a failing route is retried before the alert expires (ALERT_RETRY_HOURS).')
 param alertRetryHours string = '24'
+@description('Deploy the Teams bot (Azure Bot with the Teams channel) that records meeting events and subscribes meetings as they start. Needs functionKey.')
+param enableBot bool = false
+
+@description('Application (client) id of the bot\'s single-tenant Entra app registration (BOT_APP_ID). Empty: the Function App\'s managed identity is the bot (UserAssignedMSI, no secret).')
+param botAppId string = ''
+
+@description('Client secret of that bot app registration (BOT_CLIENT_SECRET), stored in Key Vault. Empty with botAppId: the bot cannot call the Bot APIs (events are still recorded).')
+@secure()
+param botClientSecret string = ''
+
+@description('Minutes a meeting\'s call-event subscription outlives the meeting\'s end (MEETING_SUBSCRIPTION_GRACE_MIN).')
+param meetingSubscriptionGraceMin string = '30'
 
 @description('Log level of the handler (RUST_LOG).')
 param rustLog string = 'info'
@@ -176,6 +188,7 @@ module keyVault './core/security/keyvault.bicep' = {
     tags: tags
     clientStateValue: notificationClientState
     graphClientSecretValue: graphClientSecret
+    botClientSecretValue: botClientSecret
   }
 }
 
@@ -259,7 +272,21 @@ var contractSettings = {
   // One JSON object per line: what Application Insights ingests best.
   LOG_FORMAT: 'json'
 }
-var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings)
+// The Teams bot (BOT_*): the Entra app given, or the managed identity.
+var botId = !empty(botAppId) ? botAppId : identity.properties.clientId
+var botSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.botClientSecretUri})'
+var botSecretValue = secretsAsKeyVaultReferences ? botSecretReference : botClientSecret
+var botSecretSetting = {
+  BOT_CLIENT_SECRET: botSecretValue
+}
+var botSettingsOn = union({
+  BOT_APP_ID: botId
+  BOT_TENANT_ID: tenant().tenantId
+  BOT_OPENID_METADATA: 'https://login.botframework.com/v1/.well-known/openidconfiguration'
+  MEETING_SUBSCRIPTION_GRACE_MIN: meetingSubscriptionGraceMin
+}, empty(botClientSecret) ? {} : botSecretSetting)
+var botSettings = enableBot ? botSettingsOn : {}
+var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings, botSettings)
 
 module functionApp './core/host/functions.bicep' = {
   name: 'functionapp'
@@ -288,6 +315,19 @@ module functionApp './core/host/functions.bicep' = {
   ]
 }
 
+module bot './app/bot.bicep' = if (enableBot) {
+  name: 'bot'
+  params: {
+    name: '${abbrs.botServices}${resourceToken}'
+    tags: tags
+    functionAppHostName: functionApp.outputs.defaultHostName
+    functionKey: functionKey
+    botAppId: botId
+    botAppType: !empty(botAppId) ? 'SingleTenant' : 'UserAssignedMSI'
+    identityResourceId: identity.id
+  }
+}
+
 // Outputs (upper case: azd stores them in the environment). No secret is output: the URLs are
 // given without the `?code=` key.
 output AZURE_LOCATION string = location
@@ -306,3 +346,5 @@ output ARCHIVE_CONTAINER string = archiveContainerName
 output NOTIFICATION_URL string = functionApp.outputs.notificationUrl
 output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotificationUrl
 output HOSTING_PLAN string = hostingPlan
+output BOT_APP_ID string = enableBot ? botId : ''
+

@@ -30,7 +30,7 @@ use azure_identity::{
 };
 use secrecy::ExposeSecret;
 
-use crate::config::Config;
+use crate::config::{BotConfig, Config};
 
 /// Why no credential could be built. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,46 @@ pub fn credential_with(
     };
     tracing::debug!(credential = kind.as_str(), authority = %config.authority_host, "credential ready");
     Ok((credential, kind))
+}
+
+/// The Teams bot's own identity for the Bot APIs and the Bot Connector: a client secret for
+/// `BOT_APP_ID` in `BOT_TENANT_ID` (single-tenant) when `BOT_CLIENT_SECRET` is set, else the
+/// managed identity whose client id is `BOT_APP_ID` (an Azure Bot of type UserAssignedMSI).
+pub fn bot_credential(
+    config: &Config,
+    bot: &BotConfig,
+    http: reqwest::Client,
+) -> Result<Arc<dyn TokenCredential>, IdentityError> {
+    let options = client_options(config, &http);
+    match &bot.client_secret {
+        Some(secret) => {
+            const NAME: &str = "ClientSecretCredential (bot)";
+            let tenant = bot.tenant_id.as_deref().ok_or(IdentityError::Missing {
+                credential: NAME,
+                setting: "BOT_TENANT_ID",
+            })?;
+            let credential: Arc<dyn TokenCredential> = ClientSecretCredential::new(
+                tenant,
+                bot.app_id.clone(),
+                Secret::new(secret.expose_secret().to_string()),
+                Some(ClientSecretCredentialOptions {
+                    client_options: options,
+                }),
+            )
+            .map_err(|e| invalid(NAME, e))?;
+            Ok(credential)
+        }
+        None => {
+            const NAME: &str = "ManagedIdentityCredential (bot)";
+            let credential: Arc<dyn TokenCredential> =
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: Some(UserAssignedId::ClientId(bot.app_id.clone())),
+                    client_options: options,
+                }))
+                .map_err(|e| invalid(NAME, e))?;
+            Ok(credential)
+        }
+    }
 }
 
 fn choose(config: &Config, env: &impl Fn(&str) -> Option<String>) -> CredentialKind {

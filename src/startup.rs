@@ -12,16 +12,20 @@ use azure_core::http::{ClientOptions, Transport};
 use crate::alerts::delivery::Dispatcher;
 use crate::alerts::outbox::Outbox;
 use crate::archive::{self, Archive, ArchiveError};
+use crate::bot::auth::BotAuthenticator;
+use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
 use crate::config::{ArchiveConfig, Config};
 use crate::functions::routes::AppState;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
 use crate::graph::tokens::TokenValidator;
 use crate::identity::{self, IdentityError};
+use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 use crate::keys::local::LocalSource;
 use crate::keys::{CertificateStore, KeyError};
+use crate::meetings::{MeetingWatcher, MessagesPath};
 use crate::receiver::Receiver;
-use crate::renewer::{Renewer, SetupError};
+use crate::renewer::{Clock, Renewer, SetupError};
 
 /// Start-up failures, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,7 @@ pub struct Builder {
     /// Waits between the listing checks of a `subscriptionRemoved` (tests shorten them).
     removal_checks: Option<Vec<std::time::Duration>>,
     verify_key_vault_challenge: Option<bool>,
+    renewer_clock: Option<Clock>,
     credential: OnceLock<Arc<dyn TokenCredential>>,
 }
 
@@ -70,10 +75,13 @@ pub struct App {
     pub archive: Arc<dyn Archive>,
     pub keys: Arc<CertificateStore>,
     pub receiver: Arc<Receiver>,
-    /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set.
+    /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set (and
+    /// no bot subscribes meetings).
     pub renewer: Option<Arc<Renewer>>,
     /// Alert delivery; `None` when no alert route is configured.
     pub alerts: Option<Arc<Dispatcher>>,
+    /// The Teams bot's messaging endpoint; `None` when `BOT_APP_ID` is not set.
+    pub messages: Option<Arc<MessagesPath>>,
 }
 
 impl App {
@@ -85,6 +93,7 @@ impl App {
             limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
             alerts: self.alerts.clone(),
+            messages: self.messages.clone(),
         }
     }
 }
@@ -98,6 +107,7 @@ impl Builder {
             graph_retry: None,
             removal_checks: None,
             verify_key_vault_challenge: None,
+            renewer_clock: None,
             credential: OnceLock::new(),
         }
     }
@@ -141,6 +151,12 @@ impl Builder {
         self
     }
 
+    /// The renewer's clock (tests move it past a meeting's grace instead of waiting).
+    pub fn with_renewer_clock(mut self, clock: Clock) -> Self {
+        self.renewer_clock = Some(clock);
+        self
+    }
+
     /// The whole service.
     pub async fn build(self) -> Result<App, StartError> {
         let http = self.http_client()?;
@@ -156,6 +172,7 @@ impl Builder {
         if let Some(dispatcher) = &alerts {
             spawn_startup_sweep(dispatcher.clone());
         }
+        let messages = self.messages(&http, archive.clone(), renewer.clone())?;
         tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
         let receiver = Arc::new(Receiver {
             client_state: self.config.client_state.clone(),
@@ -178,6 +195,7 @@ impl Builder {
             receiver,
             renewer,
             alerts,
+            messages,
         })
     }
 
@@ -271,25 +289,96 @@ impl Builder {
         })
     }
 
-    /// The renewer, when `SUBSCRIPTIONS_FILE` is set.
+    /// The renewer, when `SUBSCRIPTIONS_FILE` is set or the Teams bot subscribes meetings (then
+    /// Graph's delivery settings must be there too).
     fn renewer(
         &self,
         http: &reqwest::Client,
         keys: Arc<CertificateStore>,
         archive: Arc<dyn Archive>,
     ) -> Result<Option<Arc<Renewer>>, StartError> {
-        if self.config.subscriptions_file.is_none() {
-            tracing::info!(
-                "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
-            );
-            return Ok(None);
+        let config = &self.config;
+        let meetings = config.bot.as_ref().map(|b| b.meeting_grace);
+        if config.subscriptions_file.is_none() {
+            if meetings.is_none() {
+                tracing::info!(
+                    "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
+                );
+                return Ok(None);
+            }
+            if config.notification_url.is_none() || config.client_state.is_none() {
+                tracing::warn!(
+                    "BOT_APP_ID is set but NOTIFICATION_URL / NOTIFICATION_CLIENT_STATE are not: meetings are archived but not subscribed to"
+                );
+                return Ok(None);
+            }
         }
         let graph = self.graph_client(http)?;
-        let mut renewer = Renewer::new(self.config.clone(), graph, keys, archive)?;
+        let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?;
         if let Some(waits) = &self.removal_checks {
             renewer = renewer.with_removal_checks(waits.clone());
         }
+        if let Some(grace) = meetings {
+            renewer = renewer.with_meetings(grace);
+        }
+        if let Some(clock) = &self.renewer_clock {
+            renewer = renewer.with_clock(clock.clone());
+        }
         Ok(Some(Arc::new(renewer)))
+    }
+
+    /// The Teams bot's messaging endpoint, when `BOT_APP_ID` is set.
+    fn messages(
+        &self,
+        http: &reqwest::Client,
+        archive: Arc<dyn Archive>,
+        renewer: Option<Arc<Renewer>>,
+    ) -> Result<Option<Arc<MessagesPath>>, StartError> {
+        let config = &self.config;
+        let Some(bot) = &config.bot else {
+            tracing::info!(
+                "BOT_APP_ID not set: the bot's messaging endpoint refuses every request"
+            );
+            return Ok(None);
+        };
+        let auth = BotAuthenticator::new(
+            &bot.app_id,
+            bot.tenant_id.as_deref(),
+            &bot.openid_metadata,
+            &config.authority_host,
+            http.clone(),
+            JwksOptions::default(),
+        );
+        let connector = self.connector_client(http)?;
+        tracing::info!(
+            app = %bot.app_id,
+            single_tenant = bot.tenant_id.is_some(),
+            meetings_subscribed = renewer.is_some(),
+            "bot messaging endpoint ready"
+        );
+        Ok(Some(Arc::new(MessagesPath {
+            auth: Arc::new(auth),
+            archive,
+            connector,
+            watcher: renewer.map(|r| Arc::new(move || r.reconcile_soon()) as MeetingWatcher),
+        })))
+    }
+
+    /// The bot's connector client (the alerts' proactive messages use it too), when the bot is
+    /// configured.
+    pub fn connector_client(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Option<ConnectorClient>, StartError> {
+        let Some(bot) = &self.config.bot else {
+            return Ok(None);
+        };
+        let policy = match &bot.service_url_hosts {
+            Some(hosts) => ServiceUrlPolicy::new(hosts.iter().map(String::as_str)),
+            None => ServiceUrlPolicy::default(),
+        };
+        let credential = identity::bot_credential(&self.config, bot, http.clone())?;
+        Ok(Some(ConnectorClient::new(http.clone(), credential, policy)))
     }
 }
 

@@ -31,10 +31,13 @@ pub enum Kind {
     /// The alert outbox: one record per alerting event, written with the event, and the
     /// per-route attempts and deliveries (see `alerts::outbox`).
     Alerts,
+    /// Meetings seen starting and ending (the Teams bot's events): the desired state of the
+    /// meetings' call-event subscriptions, shared by every instance.
+    Meetings,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Raw,
         Kind::Events,
         Kind::Quarantine,
@@ -42,6 +45,7 @@ impl Kind {
         Kind::Rejected,
         Kind::Resync,
         Kind::Alerts,
+        Kind::Meetings,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::Rejected => "rejected",
             Kind::Resync => "resync",
             Kind::Alerts => "alerts",
+            Kind::Meetings => "meetings",
         }
     }
 }

@@ -4,6 +4,7 @@
 //!   timer invocations), thin handlers mapping outcomes to statuses;
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
+//! - [`messages`]: the Teams bot's messaging endpoint (`POST /api/messages`);
 //! - [`timer`]: the `renew` timer function on top of the renewer;
 //! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
 //! - [`alert_timer`]: the `alerts` timer function on top of alert delivery.
@@ -11,5 +12,6 @@
 pub mod alert_timer;
 pub mod connections;
 pub mod invocation;
+pub mod messages;
 pub mod routes;
 pub mod timer;

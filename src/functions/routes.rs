@@ -32,6 +32,8 @@ pub struct AppState {
     pub renewer: Option<Arc<Renewer>>,
     /// Alert delivery (absent when no alert route is configured).
     pub alerts: Option<Arc<Dispatcher>>,
+    /// The Teams bot's messaging endpoint (absent when `BOT_APP_ID` is not set: all refused).
+    pub messages: Option<Arc<crate::meetings::MessagesPath>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
@@ -77,10 +79,17 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             let state = alerts_state.clone();
             async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
         });
+    let messages = super::messages::route(
+        state.messages.clone(),
+        state.max_body_bytes,
+        state.limits.body_read_timeout,
+    );
 
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
+        .unify()
+        .or(warp::path!("api" / "messages"))
         .unify()
         .or(warp::path!("renew"))
         .unify()
@@ -103,6 +112,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(renew.map(Reply::into_response))
         .unify()
         .or(alert_timer.map(Reply::into_response))
+        .unify()
+        .or(messages)
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -253,14 +264,14 @@ pub fn validation_token(query: &str) -> Option<String> {
 }
 
 #[derive(Debug)]
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge(u64),
     Read(String),
     /// Not received within `BODY_READ_TIMEOUT_S`.
     Timeout(std::time::Duration),
 }
 
-fn body_error(e: BodyError) -> warp::reply::Response {
+pub(super) fn body_error(e: BodyError) -> warp::reply::Response {
     match e {
         BodyError::TooLarge(limit) => {
             tracing::warn!(limit, "notification body over MAX_BODY_BYTES");
@@ -330,7 +341,7 @@ where
     Ok(buf.freeze())
 }
 
-fn body_limited(
+pub(super) fn body_limited(
     limit: u64,
     deadline: std::time::Duration,
 ) -> impl Filter<Extract = (Result<Bytes, BodyError>,), Error = Rejection> + Clone {

@@ -23,11 +23,14 @@
 pub mod desired;
 pub mod gate;
 pub mod lifecycle;
+pub mod meetings;
 pub mod reconcile;
 pub mod report;
 pub mod single_flight;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -45,9 +48,8 @@ pub use desired::{
 use gate::ReactionGate;
 use single_flight::{Flight, SingleFlight};
 use std::sync::Arc;
-use std::time::Duration;
 
-pub use reconcile::{listing_version, new_subscription, reconcile};
+pub use reconcile::{Plan, listing_version, new_subscription, reconcile, reconcile_plan};
 pub use report::{Action, ActionRecord, Failure, Report};
 
 /// What every subscription we create is told: where to deliver, and the shared secret.
@@ -112,6 +114,13 @@ pub struct Renewer {
     /// Resync markers go here.
     pub archive: Arc<dyn Archive>,
     pub options: ReconcileOptions,
+    /// `MEETING_SUBSCRIPTION_GRACE_MIN` when the Teams bot is configured: meetings seen
+    /// starting (in the archive) join the desired state; `None` = the file alone.
+    meetings_grace: Option<Duration>,
+    /// The reconcile's clock (tests move it instead of waiting).
+    clock: Clock,
+    /// A reconcile requested by a meeting event is queued and has not started yet.
+    pending: AtomicBool,
     /// Serializes the Graph-changing work of this process (timer and reactions).
     lock: tokio::sync::Mutex<()>,
     /// One reconcile at a time; the timer, `POST /renew` and reactions join a running one.
@@ -121,6 +130,9 @@ pub struct Renewer {
     /// Waits before each look at Graph's listing that must confirm a `subscriptionRemoved`.
     pub removal_checks: Vec<Duration>,
 }
+
+/// The time now; replaceable so tests can move it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 /// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
 /// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
@@ -146,6 +158,9 @@ impl Renewer {
             graph,
             keys,
             archive,
+            meetings_grace: None,
+            clock: Arc::new(OffsetDateTime::now_utc),
+            pending: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
             reconciles: SingleFlight::default(),
             reactions: ReactionGate::default(),
@@ -168,14 +183,74 @@ impl Renewer {
         Ok(renewer)
     }
 
-    /// The desired subscriptions, read afresh (an edited file applies at the next run).
+    /// Meetings seen starting join the desired state; their subscriptions are deleted
+    /// `grace` after the meeting's end.
+    pub fn with_meetings(mut self, grace: Duration) -> Self {
+        self.meetings_grace = Some(grace);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The desired subscriptions of the file, read afresh (an edited file applies at the next
+    /// run). Without a file (a renewer for meetings only) the file's share is empty.
     pub fn desired(&self) -> Result<Vec<DesiredSubscription>, SetupError> {
-        let path = self
-            .config
-            .subscriptions_file
-            .as_deref()
-            .ok_or(SetupError::Missing("SUBSCRIPTIONS_FILE"))?;
-        Ok(load_desired(path)?)
+        match self.config.subscriptions_file.as_deref() {
+            Some(path) => Ok(load_desired(path)?),
+            None if self.meetings_grace.is_some() => Ok(Vec::new()),
+            None => Err(SetupError::Missing("SUBSCRIPTIONS_FILE")),
+        }
+    }
+
+    /// The file's subscriptions and the meetings', and the meetings' to delete, at `now`.
+    async fn plan(
+        &self,
+        mut desired: Vec<DesiredSubscription>,
+        now: OffsetDateTime,
+    ) -> (Vec<DesiredSubscription>, Vec<String>) {
+        let Some(grace) = self.meetings_grace else {
+            return (desired, Vec::new());
+        };
+        match meetings::plan(self.archive.as_ref(), now, grace).await {
+            Ok(plan) => {
+                for meeting in plan.running {
+                    let listed = desired.iter().any(|d| {
+                        same_resource(&d.resource, &meeting.resource)
+                            && d.change_type == meeting.change_type
+                    });
+                    if !listed {
+                        desired.push(meeting);
+                    }
+                }
+                (desired, plan.over)
+            }
+            Err(e) => {
+                // The file's subscriptions still get their reconcile; meeting subscriptions
+                // are neither renewed nor deleted this time.
+                tracing::error!(error = %e, "cannot read the meetings' state from the archive");
+                (desired, Vec::new())
+            }
+        }
+    }
+
+    /// Queues a reconcile in the background (a meeting started or ended): its subscription is
+    /// made or deleted now, not at the next timer run. Requests while one is queued coalesce.
+    pub fn reconcile_soon(self: &Arc<Self>) {
+        if self.pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let renewer = self.clone();
+        tokio::spawn(async move {
+            let report = renewer.reconcile().await;
+            tracing::info!(
+                changes = report.changes(),
+                failures = report.failures(),
+                "reconcile after a meeting event"
+            );
+        });
     }
 
     pub fn delivery(&self) -> Result<Delivery, SetupError> {
@@ -216,14 +291,23 @@ impl Renewer {
     /// them (a `subscriptionRemoved` notification can arrive before the listing forgets them).
     pub async fn reconcile_excluding(&self, removed: &HashSet<String>) -> Report {
         let _guard = self.exclusive().await;
+        // From here on, a meeting event needs a reconcile of its own to be seen.
+        self.pending.store(false, Ordering::SeqCst);
+        let now = (self.clock)();
         let setup = self.desired().and_then(|d| Ok((d, self.delivery()?)));
         match setup {
             Ok((desired, delivery)) => {
-                reconcile(
+                let (desired, retire) = self.plan(desired, now).await;
+                let plan = Plan {
+                    desired: &desired,
+                    retire: &retire,
+                    now,
+                };
+                reconcile_plan(
                     &self.graph,
                     &self.keys,
                     &delivery,
-                    &desired,
+                    &plan,
                     &self.options,
                     removed,
                 )
@@ -231,7 +315,7 @@ impl Renewer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reconcile cannot start");
-                let mut report = Report::new(OffsetDateTime::now_utc());
+                let mut report = Report::new(now);
                 report.error = Some(e.to_string());
                 report
             }

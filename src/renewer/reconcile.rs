@@ -48,9 +48,42 @@ pub async fn reconcile(
     options: &ReconcileOptions,
     removed: &HashSet<String>,
 ) -> Report {
-    let now = OffsetDateTime::now_utc();
+    let plan = Plan {
+        desired,
+        retire: &[],
+        now: OffsetDateTime::now_utc(),
+    };
+    reconcile_plan(graph, keys, delivery, &plan, options, removed).await
+}
+
+/// What one reconcile is to bring about.
+pub struct Plan<'a> {
+    /// The desired subscriptions (the file's and the running meetings').
+    pub desired: &'a [DesiredSubscription],
+    /// Resources of meetings that are over: their subscriptions to this app's notification URL
+    /// are deleted (unless also desired).
+    pub retire: &'a [String],
+    /// The reconcile's clock reading (lifetimes and expiry are measured from it).
+    pub now: OffsetDateTime,
+}
+
+/// [`reconcile`] of a whole [`Plan`].
+pub async fn reconcile_plan(
+    graph: &GraphClient,
+    keys: &CertificateStore,
+    delivery: &Delivery,
+    plan: &Plan<'_>,
+    options: &ReconcileOptions,
+    removed: &HashSet<String>,
+) -> Report {
+    let (desired, now) = (plan.desired, plan.now);
     let mut report = Report::new(now);
-    let listing = listing_version(desired);
+    // Meeting subscriptions live on beta: list there when some are to be retired.
+    let listing = if plan.retire.is_empty() {
+        listing_version(desired)
+    } else {
+        ApiVersion::Beta
+    };
     let listed = match graph.list(listing).await {
         Ok(v) => v,
         Err(e) => {
@@ -79,11 +112,51 @@ pub async fn reconcile(
     for d in desired {
         run.bring(d, &live, &gone, &mut claimed, &mut report).await;
     }
+    retire(graph, delivery, plan, &live, &mut claimed, &mut report).await;
     report.unmanaged = live
         .iter()
         .filter(|s| !claimed.contains(&s.id) && s.delivers_to(&delivery.notification_url))
         .count();
     report
+}
+
+/// Deletes the subscriptions of meetings that are over (and no longer desired).
+async fn retire(
+    graph: &GraphClient,
+    delivery: &Delivery,
+    plan: &Plan<'_>,
+    live: &[Subscription],
+    claimed: &mut HashSet<String>,
+    report: &mut Report,
+) {
+    for resource in plan.retire {
+        if plan
+            .desired
+            .iter()
+            .any(|d| same_resource(&d.resource, resource))
+        {
+            continue;
+        }
+        let ours = |s: &&Subscription| {
+            !claimed.contains(&s.id)
+                && same_resource(&s.resource, resource)
+                && s.delivers_to(&delivery.notification_url)
+        };
+        let over: Vec<&Subscription> = live.iter().filter(ours).collect();
+        for s in over {
+            claimed.insert(s.id.clone());
+            let mut record = ActionRecord::retired(s);
+            match graph.delete(ApiVersion::Beta, &s.id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    record.action = Action::Failed;
+                    record.failure = Some(Failure::from(&e));
+                }
+            }
+            report.push(record);
+        }
+    }
 }
 
 /// The certificate to give Graph: the store's current one, if it can be exported.

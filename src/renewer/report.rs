@@ -25,6 +25,9 @@ pub enum Action {
     Adopted,
     /// A second subscription for the same desired one, deleted.
     DuplicateDeleted,
+    /// The subscription of a meeting over for longer than `MEETING_SUBSCRIPTION_GRACE_MIN`,
+    /// deleted.
+    MeetingOver,
     /// Nothing to do.
     Unchanged,
     Failed,
@@ -39,18 +42,20 @@ impl Action {
             Action::CertificateMoved => "certificateMoved",
             Action::Adopted => "adopted",
             Action::DuplicateDeleted => "duplicateDeleted",
+            Action::MeetingOver => "meetingOver",
             Action::Unchanged => "unchanged",
             Action::Failed => "failed",
         }
     }
 
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Created,
         Action::Recreated,
         Action::Renewed,
         Action::CertificateMoved,
         Action::Adopted,
         Action::DuplicateDeleted,
+        Action::MeetingOver,
         Action::Unchanged,
         Action::Failed,
     ];
@@ -122,6 +127,20 @@ impl ActionRecord {
     pub(crate) fn previous(mut self, id: &str) -> Self {
         self.previous_id = Some(id.to_string());
         self
+    }
+
+    /// A meeting's subscription deleted because the meeting is over.
+    pub(crate) fn retired(s: &Subscription) -> Self {
+        ActionRecord {
+            action: Action::MeetingOver,
+            resource: s.resource.clone(),
+            change_type: s.change_type.clone(),
+            api_version: ApiVersion::Beta,
+            subscription_id: None,
+            previous_id: Some(s.id.clone()),
+            expiration: None,
+            failure: None,
+        }
     }
 
     pub(crate) fn failed(desired: &DesiredSubscription, failure: Failure) -> Self {

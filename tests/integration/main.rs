@@ -5,6 +5,7 @@
 mod alerts;
 mod archive;
 mod azurite;
+mod bot;
 mod cli;
 mod faults;
 mod keyvault;

@@ -537,6 +537,15 @@ pub async fn harness(desired: Value) -> Harness {
 }
 
 pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness {
+    harness_with_clock(desired, overrides, None).await
+}
+
+/// [`harness_with`], the renewer reading `clock` (tests move time instead of waiting).
+pub async fn harness_with_clock(
+    desired: Value,
+    overrides: &[(&str, &str)],
+    clock: Option<teams_notifications::renewer::Clock>,
+) -> Harness {
     let (graph, fake) = FakeGraph::start().await;
     let (entra, entra_front) = fake_entra().await;
     let dir = tempfile::tempdir().unwrap();
@@ -582,15 +591,16 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
     // The production builder: one HTTP client (trusting the fake Entra's test CA), the real
     // credential, certificate store, archive and renewer.
     let key = current_key().clone();
-    let app = teams_notifications::startup::Builder::new(config.clone())
+    let mut builder = teams_notifications::startup::Builder::new(config.clone())
         .with_http(TlsFront::client())
         .with_env(|_| None)
         .with_graph_retry(fast_retry())
         // Short waits between the listing checks that confirm a subscriptionRemoved.
-        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)])
-        .build()
-        .await
-        .expect("the app starts");
+        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)]);
+    if let Some(clock) = clock {
+        builder = builder.with_renewer_clock(clock);
+    }
+    let app = builder.build().await.expect("the app starts");
     let ctx = app.renewer.clone().expect("SUBSCRIPTIONS_FILE is set");
     let server = crate::support::spawn_with_state(
         app.state(),

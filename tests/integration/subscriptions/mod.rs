@@ -2,7 +2,7 @@
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
 mod calm;
-mod fakes;
+pub mod fakes;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

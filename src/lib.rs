@@ -15,6 +15,7 @@
 //! - [`renew`], [`lifecycle`], [`host`]: the subscription renewer (timer), lifecycle reactions,
 //!   and the custom-handler invocation contract they use.
 //! - [`replay`], [`report`], [`simulate`], [`cli`]: the operator's side (commands).
+//! - [`ops`]: operator work over the archive: `ops::attendance` (`handler attendance`).
 //! - [`issuer`]: a local stand-in for Entra ID's token signing (keys, JWKS, minted
 //!   validationTokens) for `handler demo`, `handler simulate`, tests and benchmarks.
 
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod issuer;
 pub mod keys;
 pub mod lifecycle;
+pub mod ops;
 pub mod receiver;
 pub mod renew;
 pub mod replay;

@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who attended which meeting, when, for how long, who waited in the lobby.
+    Attendance(cli::attendance::AttendanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
             Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
+            Command::Attendance(args) => cli::attendance::run(args, &Config::from_env()?).await,
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! The operator's commands (the same binary the Functions host runs).
 
 pub mod archive_ops;
+pub mod attendance;
 pub mod decrypt;
 pub mod demo;
 pub mod simulate;

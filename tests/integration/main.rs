@@ -3,6 +3,7 @@
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
 
 mod archive;
+mod attendance;
 mod azurite;
 mod cli;
 mod keyvault;

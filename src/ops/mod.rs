@@ -1,0 +1,3 @@
+//! Operator-side work over the archive.
+
+pub mod attendance;

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::ops::attendance::{self, Format};
+use crate::startup::Builder;
 
 #[derive(Debug, clap::Args)]
 pub struct AttendanceArgs {
@@ -24,7 +25,8 @@ pub struct AttendanceArgs {
 }
 
 pub async fn run(args: AttendanceArgs, config: &Config) -> anyhow::Result<()> {
-    let archive = crate::archive::open(config).await?;
+    let builder = Builder::new(config.clone());
+    let archive = builder.archive(&builder.http_client()?).await?;
     let progress = progress_bar();
     let report = attendance::build(&archive, args.meeting.as_deref(), &progress).await?;
     progress.finish_and_clear();

@@ -122,7 +122,7 @@ mod tests {
             received_at: "2026-11-23T10:00:00Z".into(),
             subscription_id: "sub".into(),
             tenant_id: None,
-            change_type: Some("updated".into()),
+            change_type: Some(crate::graph::vocabulary::ChangeType::parse("updated")),
             resource: None,
             resource_data: None,
             event_kind: "callevent".into(),

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use teams_notifications::archive::fs::FsArchive;
 use teams_notifications::archive::records::sha256_hex;
 use teams_notifications::archive::{Archive, Kind, ObjectName};
-use teams_notifications::keys::dev;
-use teams_notifications::simulate::Step;
+use teams_notifications::devtools::certificates as dev;
+use teams_notifications::devtools::simulate::Step;
 
 use crate::rich::{Rig, rig};
 

@@ -21,7 +21,7 @@ use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
-use crate::graph::tokens::TokenValidator;
+use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
 
 /// Which Graph URL a body arrived on.
@@ -34,7 +34,7 @@ pub enum Endpoint {
 }
 
 /// What happened to a request's items (for the log line and the tests).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Receipt {
     /// Items in the body.
     pub items: usize,
@@ -51,7 +51,7 @@ pub struct Receipt {
     /// Objects that already existed (Graph resent something we had).
     pub duplicates: usize,
     /// Why the batch was rejected, if it was.
-    pub rejection: Option<String>,
+    pub rejection: Option<Rejection>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
 }
@@ -65,6 +65,72 @@ pub enum ReceiveError {
     /// 503: something could not be persisted; Graph will retry.
     #[error("{0}")]
     Unavailable(#[from] ArchiveError),
+}
+
+/// Why a rich batch is not accepted as genuine. Its `code()` goes into `rejected/` records.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error(
+        "validationTokens cannot be checked: GRAPH_CLIENT_ID and GRAPH_TENANT_ID are not configured"
+    )]
+    NoValidator,
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error("no validation token covers the tenant of subscription {subscription_id}")]
+    TenantNotCovered { subscription_id: String },
+}
+
+impl Rejection {
+    /// A stable code (the text may change, the code does not).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NoValidator => "validatorNotConfigured",
+            Rejection::Tokens(e) => e.code(),
+            Rejection::TenantNotCovered { .. } => "tenantNotCovered",
+        }
+    }
+}
+
+/// A request's accepted items, by what they need next.
+struct Batch {
+    lifecycle: Vec<ChangeNotification>,
+    basic: Vec<ChangeNotification>,
+    rich: Vec<ChangeNotification>,
+}
+
+impl Batch {
+    fn sort(endpoint: Endpoint, accepted: Vec<ChangeNotification>) -> Self {
+        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
+            .into_iter()
+            .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
+        let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
+        Batch {
+            lifecycle,
+            basic,
+            rich,
+        }
+    }
+
+    /// The records of the items that need no key: lifecycle notifications and basic events.
+    fn verified_entries(&self, received_at: &str) -> Vec<Pending> {
+        let mut pending =
+            Vec::with_capacity(self.lifecycle.len() + self.basic.len() + self.rich.len() + 1);
+        pending.extend(
+            self.lifecycle
+                .iter()
+                .map(|i| lifecycle_entry(received_at, i)),
+        );
+        pending.extend(self.basic.iter().map(|i| basic_event_entry(received_at, i)));
+        pending
+    }
+
+    fn into_items(self) -> Vec<ChangeNotification> {
+        self.lifecycle
+            .into_iter()
+            .chain(self.basic)
+            .chain(self.rich)
+            .collect()
+    }
 }
 
 /// Everything the notification path needs, shared by all requests.
@@ -104,7 +170,7 @@ enum Outcome {
 }
 
 impl Receiver {
-    /// Runs a body through the notification path.
+    /// Runs a body through the notification path, top to bottom.
     pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
         let collection = parse_collection(body)?;
@@ -112,9 +178,52 @@ impl Receiver {
             items: collection.value.len(),
             ..Receipt::default()
         };
+        let accepted = self.accept(collection.value, &mut receipt);
+        if accepted.is_empty() {
+            return Ok(receipt);
+        }
+        let batch = Batch::sort(endpoint, accepted);
 
-        let accepted: Vec<ChangeNotification> = collection
-            .value
+        // validationTokens: once per request, only when the batch carries resource data.
+        if !batch.rich.is_empty()
+            && let Err(rejection) = self
+                .check_tokens(&collection.validation_tokens, &batch.rich)
+                .await
+        {
+            self.reject(&received_at, batch, rejection, &mut receipt)
+                .await?;
+            return Ok(receipt);
+        }
+
+        let mut pending = batch.verified_entries(&received_at);
+        receipt.lifecycle_items = batch.lifecycle;
+        if batch.rich.is_empty() {
+            self.write_all(pending, &mut receipt).await?;
+            return Ok(receipt);
+        }
+
+        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
+        // Each item's canonical form is computed once, for the raw batch and the item's name.
+        let rich = batch.rich;
+        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
+        pending.push(raw_entry(&received_at, &rich, &canonicals));
+        // Decryption (CPU) overlaps with these writes (I/O).
+        let (written, decrypted) = tokio::join!(
+            self.write_all(pending, &mut receipt),
+            self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
+        );
+        written?;
+        self.write_all(decrypted, &mut receipt).await?;
+        Ok(receipt)
+    }
+
+    /// The items whose clientState is ours; the others are counted and dropped.
+    fn accept(
+        &self,
+        items: Vec<ChangeNotification>,
+        receipt: &mut Receipt,
+    ) -> Vec<ChangeNotification> {
+        items
             .into_iter()
             .filter(|item| {
                 let ok = self.client_state_matches(item.client_state.as_deref());
@@ -128,85 +237,37 @@ impl Receiver {
                 }
                 ok
             })
-            .collect();
-        if accepted.is_empty() {
-            return Ok(receipt);
-        }
+            .collect()
+    }
 
-        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
-            .into_iter()
-            .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
-        let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
-
-        // validationTokens: once per request, only when the batch carries resource data.
-        if !rich.is_empty()
-            && let Err(reason) = self
-                .check_tokens(&collection.validation_tokens, &rich)
-                .await
-        {
-            let all: Vec<ChangeNotification> =
-                lifecycle.into_iter().chain(basic).chain(rich).collect();
-            receipt.rejected = all.len();
-            tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
-            let record = RejectedRecord {
-                received_at,
-                reason: reason.clone(),
-                notifications: all,
-            };
-            let canonicals: Vec<Vec<u8>> = record
-                .notifications
-                .iter()
-                .map(ChangeNotification::canonical)
-                .collect();
-            let name = records::batch_name(
-                Kind::Rejected,
-                record
-                    .notifications
-                    .first()
-                    .and_then(ChangeNotification::partition_date),
-                canonicals.iter().map(Vec::as_slice),
-            );
-            self.archive
-                .put_if_absent(&name, records::to_json(&record))
-                .await?;
-            receipt.rejection = Some(reason);
-            return Ok(receipt);
-        }
-
-        let mut pending = Vec::with_capacity(lifecycle.len() + basic.len() + rich.len());
-        for item in &lifecycle {
-            pending.push(lifecycle_entry(&received_at, item));
-        }
-        for item in &basic {
-            pending.push(basic_event_entry(&received_at, item));
-        }
-        receipt.lifecycle_items = lifecycle;
-
-        if rich.is_empty() {
-            self.write_all(pending, &mut receipt).await?;
-            return Ok(receipt);
-        }
-
-        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
-        // Each item's canonical form is computed once, for the raw batch and the item's name.
-        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        pending.push(Pending {
-            name: records::batch_name(
-                Kind::Raw,
-                rich.first().and_then(ChangeNotification::partition_date),
-                canonicals.iter().map(Vec::as_slice),
-            ),
-            body: records::raw_record_json(&received_at, &canonicals),
-            outcome: Outcome::Other,
-        });
-        // Decryption (CPU) overlaps with these writes (I/O).
-        let (written, decrypted) = tokio::join!(
-            self.write_all(pending, &mut receipt),
-            self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
+    /// Keeps a batch whose validationTokens failed under `rejected/`, as evidence only.
+    async fn reject(
+        &self,
+        received_at: &str,
+        batch: Batch,
+        rejection: Rejection,
+        receipt: &mut Receipt,
+    ) -> Result<(), ArchiveError> {
+        let all: Vec<ChangeNotification> = batch.into_items();
+        receipt.rejected = all.len();
+        tracing::warn!(items = all.len(), reason = %rejection, code = rejection.code(), "batch rejected: validationTokens");
+        let canonicals: Vec<Vec<u8>> = all.iter().map(ChangeNotification::canonical).collect();
+        let name = records::batch_name(
+            Kind::Rejected,
+            all.first().and_then(ChangeNotification::partition_date),
+            canonicals.iter().map(Vec::as_slice),
         );
-        written?;
-        self.write_all(decrypted, &mut receipt).await?;
-        Ok(receipt)
+        let record = RejectedRecord {
+            received_at: received_at.to_string(),
+            reason: rejection.to_string(),
+            reason_code: rejection.code().to_string(),
+            notifications: all,
+        };
+        self.archive
+            .put_if_absent(&name, records::to_json(&record))
+            .await?;
+        receipt.rejection = Some(rejection);
+        Ok(())
     }
 
     fn client_state_matches(&self, got: Option<&str>) -> bool {
@@ -224,22 +285,18 @@ impl Receiver {
         &self,
         tokens: &[String],
         rich: &[ChangeNotification],
-    ) -> Result<(), String> {
+    ) -> Result<(), Rejection> {
         let Some(validator) = &self.tokens else {
-            return Err("validationTokens cannot be checked: GRAPH_CLIENT_ID and GRAPH_TENANT_ID are not configured".into());
+            return Err(Rejection::NoValidator);
         };
-        let validated = validator
-            .validate(tokens)
-            .await
-            .map_err(|e| e.to_string())?;
+        let validated = validator.validate(tokens).await?;
         match rich
             .iter()
             .find(|i| !i.tenant().is_some_and(|t| validated.covers(t)))
         {
-            Some(item) => Err(format!(
-                "no validation token covers the tenant of subscription {}",
-                item.subscription_id
-            )),
+            Some(item) => Err(Rejection::TenantNotCovered {
+                subscription_id: item.subscription_id.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -343,14 +400,27 @@ impl Receiver {
     }
 }
 
+/// The raw rich batch, as received (canonical items), persisted before decryption.
+fn raw_entry(received_at: &str, rich: &[ChangeNotification], canonicals: &[Vec<u8>]) -> Pending {
+    Pending {
+        name: records::batch_name(
+            Kind::Raw,
+            rich.first().and_then(ChangeNotification::partition_date),
+            canonicals.iter().map(Vec::as_slice),
+        ),
+        body: records::raw_record_json(received_at, canonicals),
+        outcome: Outcome::Other,
+    }
+}
+
 fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let canonical = item.canonical();
     let record = LifecycleRecord {
         received_at: received_at.to_string(),
         lifecycle_event: item
             .lifecycle_event
-            .clone()
-            .unwrap_or_else(|| "unknown".into()),
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
         notification: item.clone(),
     };
     Pending {
@@ -365,7 +435,7 @@ fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let summary = format!(
         "{} {} {}",
         kind.name(),
-        item.change_type.as_deref().unwrap_or("changed"),
+        item.change_type.as_ref().map_or("changed", |c| c.as_str()),
         item.resource.as_deref().unwrap_or("")
     );
     event_entry(received_at, item, &item.canonical(), kind, summary, None)

@@ -76,9 +76,7 @@ fn read_one(name: &ObjectName, bytes: &[u8]) -> Result<Option<Reading>, String> 
     if is_bot {
         let record: BotEventRecord =
             serde_json::from_slice(bytes).map_err(|e| format!("bot record: {e}"))?;
-        return from_bot::read(&record)
-            .map(Some)
-            .map_err(|e| e.to_string());
+        return from_bot::read(&record).map(Some).map_err(|e| e.to_string());
     }
     let record: EventRecord = match serde_json::from_slice(bytes) {
         Ok(r) => r,

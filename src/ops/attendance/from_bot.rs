@@ -75,15 +75,23 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
     let activity = &record.activity;
     let value = field(activity, "value").unwrap_or(&Value::Null);
     let details = field(activity, "details").unwrap_or(&Value::Null);
-    let join_url = [record.join_url.as_deref(), text(value, "JoinUrl"), text(details, "joinUrl")]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .find(|u| !u.is_empty());
+    let join_url = [
+        record.join_url.as_deref(),
+        text(value, "JoinUrl"),
+        text(details, "joinUrl"),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::trim)
+    .find(|u| !u.is_empty());
     let meeting_id = record
         .meeting_id
         .as_deref()
-        .or_else(|| field(activity, "channelData").and_then(|c| field(c, "meeting")).and_then(|m| text(m, "id")))
+        .or_else(|| {
+            field(activity, "channelData")
+                .and_then(|c| field(c, "meeting"))
+                .and_then(|m| text(m, "id"))
+        })
         .map(str::trim)
         .filter(|s| !s.is_empty());
     let meeting = join_url
@@ -91,7 +99,8 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
         .map(MeetingRef::Join)
         .or_else(|| meeting_id.map(|id| MeetingRef::Bot(id.to_string())))
         .ok_or(BotReadError::NoMeeting)?;
-    let sent_at = time_of(record.timestamp.as_deref()).or_else(|| time_of(text(activity, "timestamp")));
+    let sent_at =
+        time_of(record.timestamp.as_deref()).or_else(|| time_of(text(activity, "timestamp")));
     let kind = record.event_kind.as_str();
     let observe = |at: OffsetDateTime, seq: u32, what: Happening| Observation {
         at,
@@ -104,11 +113,15 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
     let mut observations = Vec::new();
     match kind {
         "meetingStart" => {
-            let at = time_of(text(value, "StartTime")).or(sent_at).ok_or_else(no_time)?;
+            let at = time_of(text(value, "StartTime"))
+                .or(sent_at)
+                .ok_or_else(no_time)?;
             observations.push(observe(at, 0, Happening::CallStarted));
         }
         "meetingEnd" => {
-            let at = time_of(text(value, "EndTime")).or(sent_at).ok_or_else(no_time)?;
+            let at = time_of(text(value, "EndTime"))
+                .or(sent_at)
+                .ok_or_else(no_time)?;
             observations.push(observe(at, 0, Happening::CallEnded));
         }
         "meetingParticipantJoin" | "meetingParticipantLeave" => {
@@ -127,7 +140,10 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
             }
         }
         "participantDetails" => {
-            if let (Some(at), Some(who)) = (sent_at.or_else(|| time_of(Some(&record.received_at))), person(activity, record.tenant_id.as_deref())) {
+            if let (Some(at), Some(who)) = (
+                sent_at.or_else(|| time_of(Some(&record.received_at))),
+                person(activity, record.tenant_id.as_deref()),
+            ) {
                 observations.push(observe(at, 0, Happening::Identified { who }));
             }
         }
@@ -172,7 +188,10 @@ mod tests {
             meeting_id: Some("MCMxOTptZWV0aW5n".into()),
             join_url: None,
             tenant_id: Some("tenant".into()),
-            timestamp: activity.get("timestamp").and_then(Value::as_str).map(str::to_string),
+            timestamp: activity
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             summary: String::new(),
             activity,
         }
@@ -188,12 +207,17 @@ mod tests {
         })))
         .unwrap();
         assert_eq!(r.meeting, Some(MeetingRef::Bot("MCMxOTptZWV0aW5n".into())));
-        let Happening::Roster { who, presence } = &r.observations[0].what else { panic!() };
+        let Happening::Roster { who, presence } = &r.observations[0].what else {
+            panic!()
+        };
         assert_eq!(who.key, "user_object_id");
         assert_eq!(who.role.as_deref(), Some("Organizer"));
         assert_eq!(who.display_name.as_deref(), Some("Test User"));
         assert_eq!(*presence, Presence::InCall);
-        assert_eq!(r.observations[0].at, time::macros::datetime!(2023-02-23 19:34:07.478 UTC));
+        assert_eq!(
+            r.observations[0].at,
+            time::macros::datetime!(2023-02-23 19:34:07.478 UTC)
+        );
     }
 
     #[test]
@@ -203,7 +227,10 @@ mod tests {
         .unwrap();
         assert!(matches!(start.meeting, Some(MeetingRef::Join(_))));
         assert_eq!(start.title.as_deref(), Some("Launch"));
-        assert_eq!(start.observations[0].at, time::macros::datetime!(2023-02-23 19:29:58 UTC));
+        assert_eq!(
+            start.observations[0].at,
+            time::macros::datetime!(2023-02-23 19:29:58 UTC)
+        );
         let end = read(&record("meetingEnd", json!({"timestamp": "2023-02-23T20:30:09Z",
             "value": {"id": "m", "joinUrl": "https://teams.microsoft.com/l/meetup-join/19:meeting_X@thread.v2/0", "EndTime": "2023-02-23T20:30:07.478Z"}})))
         .unwrap();
@@ -212,6 +239,9 @@ mod tests {
         let mut nothing = record("meetingStart", json!({}));
         nothing.meeting_id = None;
         assert!(matches!(read(&nothing), Err(BotReadError::NoMeeting)));
-        assert!(matches!(read(&record("meetingParticipantLeave", json!({"value": {}}))), Err(BotReadError::NoTime(_))));
+        assert!(matches!(
+            read(&record("meetingParticipantLeave", json!({"value": {}}))),
+            Err(BotReadError::NoTime(_))
+        ));
     }
 }

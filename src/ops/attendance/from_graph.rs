@@ -95,7 +95,10 @@ fn person(p: &Participant) -> Person {
     let key = identity
         .and_then(|i| i.id.as_deref())
         .and_then(Person::key_of_object_id)
-        .or_else(|| p.id.as_deref().map(|id| format!("participant:{}", id.trim())))
+        .or_else(|| {
+            p.id.as_deref()
+                .map(|id| format!("participant:{}", id.trim()))
+        })
         .unwrap_or_else(|| {
             format!(
                 "unnamed:{}",
@@ -148,7 +151,10 @@ mod tests {
         assert_eq!(
             r.meeting,
             Some(MeetingRef::Join(
-                JoinKey::from_url("https://teams.microsoft.com/l/meetup-join/19:meeting_X@thread.v2/0").unwrap()
+                JoinKey::from_url(
+                    "https://teams.microsoft.com/l/meetup-join/19:meeting_X@thread.v2/0"
+                )
+                .unwrap()
             ))
         );
         let facts: Vec<(String, Presence)> = r
@@ -187,10 +193,28 @@ mod tests {
         })))
         .unwrap();
         assert!(matches!(r.meeting, Some(MeetingRef::Resource(_))));
-        assert!(matches!(&r.observations[0].what, Happening::Roster { presence: Presence::InCall, .. }));
-        assert!(matches!(&r.observations[1].what, Happening::Roster { presence: Presence::Gone { reason: None }, .. }));
-        let ended = read(&record(json!({"eventType": "callEnded", "eventDateTime": "2022-02-28T01:00:00Z"}))).unwrap();
+        assert!(matches!(
+            &r.observations[0].what,
+            Happening::Roster {
+                presence: Presence::InCall,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &r.observations[1].what,
+            Happening::Roster {
+                presence: Presence::Gone { reason: None },
+                ..
+            }
+        ));
+        let ended = read(&record(
+            json!({"eventType": "callEnded", "eventDateTime": "2022-02-28T01:00:00Z"}),
+        ))
+        .unwrap();
         assert_eq!(ended.observations[0].what, Happening::CallEnded);
-        assert!(matches!(read(&record(json!({"eventType": "callEnded"}))), Err(GraphReadError::NoTime)));
+        assert!(matches!(
+            read(&record(json!({"eventType": "callEnded"}))),
+            Err(GraphReadError::NoTime)
+        ));
     }
 }

@@ -206,7 +206,9 @@ fn order_key(o: &Observation) -> (OffsetDateTime, u8, &str, u32) {
 
 /// Applies the rules (module docs) to one meeting.
 pub fn attendance(mut meeting: MeetingEvents) -> MeetingAttendance {
-    meeting.observations.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+    meeting
+        .observations
+        .sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     let mut tracks: Vec<Track> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut start: Option<OffsetDateTime> = None;
@@ -265,7 +267,10 @@ fn track_of<'a>(
 
 /// When the participant first showed up (lobby or call), if known.
 fn first_time(r: &AttendanceRecord) -> Option<OffsetDateTime> {
-    let joins = r.attendance_intervals.iter().filter_map(|i| i.join_date_time);
+    let joins = r
+        .attendance_intervals
+        .iter()
+        .filter_map(|i| i.join_date_time);
     let waits = r.lobby_waits.iter().map(|w| w.lobby_enter_date_time);
     joins.chain(waits).min()
 }
@@ -291,26 +296,51 @@ mod tests {
     }
 
     fn fact(s: i64, source: Source, what: Happening) -> Observation {
-        Observation { at: at(s), source, received_at: String::new(), seq: 0, what }
+        Observation {
+            at: at(s),
+            source,
+            received_at: String::new(),
+            seq: 0,
+            what,
+        }
     }
 
     fn roster(s: i64, key: &str, presence: Presence) -> Observation {
-        fact(s, Source::Graph, Happening::Roster { who: who(key, None), presence })
+        fact(
+            s,
+            Source::Graph,
+            Happening::Roster {
+                who: who(key, None),
+                presence,
+            },
+        )
     }
 
     fn gone(reason: &str) -> Presence {
-        Presence::Gone { reason: Some(reason.into()) }
+        Presence::Gone {
+            reason: Some(reason.into()),
+        }
     }
 
     fn run(observations: Vec<Observation>) -> MeetingAttendance {
-        attendance(MeetingEvents { id: "m".into(), observations, ..MeetingEvents::default() })
+        attendance(MeetingEvents {
+            id: "m".into(),
+            observations,
+            ..MeetingEvents::default()
+        })
     }
 
     fn spans(r: &AttendanceRecord) -> Vec<(Option<i64>, Option<i64>, i64)> {
         let rel = |t: Option<OffsetDateTime>| t.map(|t| (t - T0).whole_seconds());
         r.attendance_intervals
             .iter()
-            .map(|i| (rel(i.join_date_time), rel(i.leave_date_time), i.duration_in_seconds))
+            .map(|i| {
+                (
+                    rel(i.join_date_time),
+                    rel(i.leave_date_time),
+                    i.duration_in_seconds,
+                )
+            })
             .collect()
     }
 
@@ -325,7 +355,11 @@ mod tests {
             roster(1200, "bob", Presence::InCall),
             roster(1500, "cid", Presence::Lobby),
             roster(1530, "cid", gone("Participant has left the meeting call.")),
-            roster(2100, "bob", gone("Participant was removed from the meeting.")),
+            roster(
+                2100,
+                "bob",
+                gone("Participant was removed from the meeting."),
+            ),
             fact(2700, Source::Graph, Happening::CallEnded),
         ];
         // Out of order in the archive: the rules sort.
@@ -333,14 +367,36 @@ mod tests {
         let m = run(facts);
         assert_eq!(m.meeting_start_date_time, Some(at(0)));
         assert_eq!(m.meeting_end_date_time, Some(at(2700)));
-        let [ann, bob, cid] = &m.attendance_records[..] else { panic!("{m:#?}") };
+        let [ann, bob, cid] = &m.attendance_records[..] else {
+            panic!("{m:#?}")
+        };
         assert_eq!(spans(ann), vec![(Some(60), Some(2700), 2640)]);
-        assert_eq!(ann.removed_state, None, "closed by the call end, not removed");
-        assert_eq!(spans(bob), vec![(Some(300), Some(900), 600), (Some(1200), Some(2100), 900)]);
+        assert_eq!(
+            ann.removed_state, None,
+            "closed by the call end, not removed"
+        );
+        assert_eq!(
+            spans(bob),
+            vec![(Some(300), Some(900), 600), (Some(1200), Some(2100), 900)]
+        );
         assert_eq!(bob.total_attendance_in_seconds, 1500);
-        assert_eq!(bob.lobby_waits, vec![LobbyWait { lobby_enter_date_time: at(120), lobby_exit_date_time: Some(at(300)), admitted: true, duration_in_seconds: 180 }]);
+        assert_eq!(
+            bob.lobby_waits,
+            vec![LobbyWait {
+                lobby_enter_date_time: at(120),
+                lobby_exit_date_time: Some(at(300)),
+                admitted: true,
+                duration_in_seconds: 180
+            }]
+        );
         assert_eq!(bob.total_lobby_wait_in_seconds, 180);
-        assert_eq!(bob.removed_state, Some(Removed { reason: Some("Participant was removed from the meeting.".into()), date_time: at(2100) }));
+        assert_eq!(
+            bob.removed_state,
+            Some(Removed {
+                reason: Some("Participant was removed from the meeting.".into()),
+                date_time: at(2100)
+            })
+        );
         assert_eq!(spans(cid), vec![]);
         assert_eq!(cid.lobby_waits[0].admitted, false);
         assert_eq!(cid.total_lobby_wait_in_seconds, 30);
@@ -350,7 +406,14 @@ mod tests {
     #[test]
     fn duplicates_and_a_second_source_change_nothing_but_may_add_role_and_reason() {
         let bot = |s: i64, presence: Presence| {
-            fact(s, Source::Bot, Happening::Roster { who: who("ann", Some("Organizer")), presence })
+            fact(
+                s,
+                Source::Bot,
+                Happening::Roster {
+                    who: who("ann", Some("Organizer")),
+                    presence,
+                },
+            )
         };
         let m = run(vec![
             roster(60, "ann", Presence::InCall),
@@ -364,7 +427,10 @@ mod tests {
         let ann = &m.attendance_records[0];
         assert_eq!(spans(ann), vec![(Some(60), Some(599), 539)]);
         assert_eq!(ann.role, "Organizer");
-        assert_eq!(ann.removed_state.as_ref().unwrap().reason.as_deref(), Some("Participant has left the meeting call."));
+        assert_eq!(
+            ann.removed_state.as_ref().unwrap().reason.as_deref(),
+            Some("Participant has left the meeting call.")
+        );
         assert_eq!(m.sources, vec!["graph", "bot"]);
         assert_eq!(m.meeting_end_date_time, None);
     }
@@ -372,15 +438,36 @@ mod tests {
     #[test]
     fn lacking_data_follows_graphs_rule_and_a_new_call_reopens_the_meeting() {
         let m = run(vec![
-            roster(10, "ann", gone("Participant has entered an inactive state in the roster.")),
+            roster(
+                10,
+                "ann",
+                gone("Participant has entered an inactive state in the roster."),
+            ),
             roster(20, "bob", Presence::InCall),
             roster(30, "cid", Presence::Lobby),
-            fact(40, Source::Graph, Happening::Identified { who: who("dee", Some("Presenter")) }),
+            fact(
+                40,
+                Source::Graph,
+                Happening::Identified {
+                    who: who("dee", Some("Presenter")),
+                },
+            ),
         ]);
-        let names: Vec<&str> = m.attendance_records.iter().map(AttendanceRecord::name).collect();
-        assert_eq!(names, vec!["BOB", "CID", "ANN"], "known joins first; the never-present is left out");
+        let names: Vec<&str> = m
+            .attendance_records
+            .iter()
+            .map(AttendanceRecord::name)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["BOB", "CID", "ANN"],
+            "known joins first; the never-present is left out"
+        );
         assert_eq!(spans(&m.attendance_records[0]), vec![(Some(20), None, 0)]);
-        assert_eq!(m.attendance_records[1].lobby_waits[0].lobby_exit_date_time, None);
+        assert_eq!(
+            m.attendance_records[1].lobby_waits[0].lobby_exit_date_time,
+            None
+        );
         assert_eq!(spans(&m.attendance_records[2]), vec![(None, Some(10), 0)]);
         assert_eq!(m.attendance_records[0].role, "None");
 
@@ -391,8 +478,14 @@ mod tests {
             fact(200, Source::Graph, Happening::CallStarted),
             roster(210, "ann", Presence::InCall),
         ]);
-        assert_eq!(again.meeting_end_date_time, None, "the second call is still running");
-        assert_eq!(spans(&again.attendance_records[0]), vec![(Some(10), Some(100), 90), (Some(210), None, 0)]);
+        assert_eq!(
+            again.meeting_end_date_time, None,
+            "the second call is still running"
+        );
+        assert_eq!(
+            spans(&again.attendance_records[0]),
+            vec![(Some(10), Some(100), 90), (Some(210), None, 0)]
+        );
     }
 
     #[test]
@@ -404,7 +497,10 @@ mod tests {
             fact(100, Source::Graph, Happening::CallEnded),
         ]);
         let ann = &m.attendance_records[0];
-        assert_eq!(spans(ann), vec![(Some(0), Some(50), 50), (Some(80), Some(100), 20)]);
+        assert_eq!(
+            spans(ann),
+            vec![(Some(0), Some(50), 50), (Some(80), Some(100), 20)]
+        );
         assert_eq!(ann.total_lobby_wait_in_seconds, 30);
     }
 }

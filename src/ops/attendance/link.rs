@@ -55,7 +55,9 @@ impl JoinKey {
 fn decode_fully(s: &str) -> String {
     let mut current = s.to_string();
     for _ in 0..4 {
-        let next = percent_decode_str(&current).decode_utf8_lossy().into_owned();
+        let next = percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
         if next == current {
             break;
         }
@@ -113,7 +115,13 @@ mod tests {
         // The thread id is case-sensitive (base64): a different meeting.
         let b = JoinKey::from_url(&TEAMS.replace("ZmYwZTEy", "zmYwZTEy")).unwrap();
         assert_ne!(a, b);
-        for bad in ["", "join_url", "ftp://x/y", "https://", "javascript:alert(1)"] {
+        for bad in [
+            "",
+            "join_url",
+            "ftp://x/y",
+            "https://",
+            "javascript:alert(1)",
+        ] {
             assert_eq!(JoinKey::from_url(bad), None, "{bad}");
         }
         assert_eq!(join_url_in_resource("communications/onlineMeetings"), None);

@@ -39,9 +39,14 @@ pub struct Observation {
 pub enum Happening {
     CallStarted,
     CallEnded,
-    Roster { who: Person, presence: Presence },
+    Roster {
+        who: Person,
+        presence: Presence,
+    },
     /// Who someone is (name, role), without a change of presence (the bot's participant API).
-    Identified { who: Person },
+    Identified {
+        who: Person,
+    },
 }
 
 /// Where a participant is after a roster change.

@@ -17,11 +17,29 @@ pub fn render(meetings: &[MeetingAttendance]) -> String {
     for m in meetings {
         for r in &m.attendance_records {
             for i in &r.attendance_intervals {
-                row(&mut out, m, r, "attendance", i.join_date_time, i.leave_date_time, i.duration_in_seconds, "");
+                row(
+                    &mut out,
+                    m,
+                    r,
+                    "attendance",
+                    i.join_date_time,
+                    i.leave_date_time,
+                    i.duration_in_seconds,
+                    "",
+                );
             }
             for w in &r.lobby_waits {
                 let admitted = if w.admitted { "true" } else { "false" };
-                row(&mut out, m, r, "lobby", Some(w.lobby_enter_date_time), w.lobby_exit_date_time, w.duration_in_seconds, admitted);
+                row(
+                    &mut out,
+                    m,
+                    r,
+                    "lobby",
+                    Some(w.lobby_enter_date_time),
+                    w.lobby_exit_date_time,
+                    w.duration_in_seconds,
+                    admitted,
+                );
             }
         }
     }

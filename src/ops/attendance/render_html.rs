@@ -19,7 +19,7 @@ section.meeting { background: #fff; border: 1px solid var(--line); border-radius
 section.meeting h2 { margin: 0 0 6px; font-size: 19px; }
 dl.facts { display: flex; flex-wrap: wrap; gap: 4px 28px; margin: 0 0 14px; color: var(--muted); font-size: 14px; }
 dl.facts div { display: flex; gap: 6px; min-width: 0; }
-dl.facts dt { font-weight: 600; color: var(--ink); }
+dl.facts dt { font-weight: 600; color: var(--ink); white-space: nowrap; }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 figure { margin: 0 0 14px; overflow-x: auto; }
 svg.timeline { display: block; max-width: 100%; height: auto; font-family: inherit; }
@@ -63,6 +63,11 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// Graph's `None` (no source gave a role) reads as a dash to people.
+pub fn role_label(role: &str) -> &str {
+    if role == "None" { "–" } else { role }
 }
 
 pub fn render(meetings: &[MeetingAttendance]) -> String {
@@ -149,13 +154,19 @@ fn table_row(s: &mut String, r: &AttendanceRecord) {
     let removed = r
         .removed_state
         .as_ref()
-        .map(|x| format!("{} {}", clock(x.date_time), x.reason.as_deref().unwrap_or("left")))
+        .map(|x| {
+            format!(
+                "{} {}",
+                clock(x.date_time),
+                x.reason.as_deref().unwrap_or("left")
+            )
+        })
         .unwrap_or_else(|| "–".into());
     let _ = write!(
         s,
         "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
         esc(r.name()),
-        esc(&r.role),
+        esc(role_label(&r.role)),
         duration(r.total_attendance_in_seconds),
         lobby,
         esc(&intervals.join(", ")),

@@ -59,7 +59,11 @@ fn participant(out: &mut String, r: &AttendanceRecord) {
         duration(r.total_attendance_in_seconds)
     );
     if !r.lobby_waits.is_empty() {
-        let _ = write!(head, ", {} in the lobby", duration(r.total_lobby_wait_in_seconds));
+        let _ = write!(
+            head,
+            ", {} in the lobby",
+            duration(r.total_lobby_wait_in_seconds)
+        );
     }
     let _ = writeln!(out, "{head}");
     let span = |a: Option<_>, b: Option<_>| {

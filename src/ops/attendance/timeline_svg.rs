@@ -102,10 +102,7 @@ pub fn render(m: &MeetingAttendance, n: usize) -> String {
 
 fn axis(s: &mut String, scale: &Scale, bottom: f64) {
     let span = (scale.t1 - scale.t0) as i64;
-    let step = STEPS
-        .into_iter()
-        .find(|st| span / st <= 8)
-        .unwrap_or(86400);
+    let step = STEPS.into_iter().find(|st| span / st <= 8).unwrap_or(86400);
     let mut t = (scale.t0 as i64).div_euclid(step) * step + step;
     let _ = write!(
         s,
@@ -114,9 +111,15 @@ fn axis(s: &mut String, scale: &Scale, bottom: f64) {
         x2 = WIDTH - RIGHT
     );
     while (t as f64) < scale.t1 {
-        let Ok(at) = OffsetDateTime::from_unix_timestamp(t) else { break };
+        let Ok(at) = OffsetDateTime::from_unix_timestamp(t) else {
+            break;
+        };
         let x = scale.x(at);
-        let label = if step < 60 { clock(at) } else { clock(at)[..5].to_string() };
+        let label = if step < 60 {
+            clock(at)
+        } else {
+            clock(at)[..5].to_string()
+        };
         let _ = write!(
             s,
             "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{bottom}\" class=\"grid\"/>\
@@ -144,14 +147,13 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
     let _ = write!(
         s,
         "<text x=\"{x}\" y=\"{y1}\" class=\"name\" text-anchor=\"end\"><title>{full}</title>{short}</text>\
-         <text x=\"{x}\" y=\"{y2}\" class=\"role\" text-anchor=\"end\">{role} · {total}</text>",
+         <text x=\"{x}\" y=\"{y2}\" class=\"role\" text-anchor=\"end\">{sub}</text>",
         x = LABEL - 14.0,
         y1 = y + 17.0,
         y2 = y + 31.0,
         full = esc(name),
         short = esc(&short),
-        role = esc(&r.role),
-        total = duration(r.total_attendance_in_seconds)
+        sub = esc(&subtitle(r))
     );
     let bar_y = y + (ROW - BAR) / 2.0;
     for w in &r.lobby_waits {
@@ -178,11 +180,17 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
         );
     }
     for iv in &r.attendance_intervals {
-        let Some(join) = iv.join_date_time else { continue };
+        let Some(join) = iv.join_date_time else {
+            continue;
+        };
         let x1 = scale.x(join);
         let (x2, class, left) = match iv.leave_date_time {
             Some(l) => (scale.x(l), "stay", clock(l)),
-            None => (WIDTH - RIGHT, "stay open", "? (still in the meeting at the last event)".into()),
+            None => (
+                WIDTH - RIGHT,
+                "stay open",
+                "? (still in the meeting at the last event)".into(),
+            ),
         };
         let width = (x2 - x1).max(2.0);
         let tip = format!(
@@ -229,9 +237,24 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
     }
 }
 
+/// Under the name: the role (when a source gave one) and the time in the meeting.
+fn subtitle(r: &AttendanceRecord) -> String {
+    let total = duration(r.total_attendance_in_seconds);
+    if r.role == "None" {
+        format!("{total} in the meeting")
+    } else {
+        format!("{} · {total}", r.role)
+    }
+}
+
 fn call_markers(s: &mut String, m: &MeetingAttendance, scale: &Scale, bottom: f64) {
     for (at, class, label, anchor) in [
-        (m.meeting_start_date_time, "call-start", "call started", "start"),
+        (
+            m.meeting_start_date_time,
+            "call-start",
+            "call started",
+            "start",
+        ),
         (m.meeting_end_date_time, "call-end", "call ended", "end"),
     ] {
         let Some(at) = at else { continue };
@@ -240,9 +263,10 @@ fn call_markers(s: &mut String, m: &MeetingAttendance, scale: &Scale, bottom: f6
         let _ = write!(
             s,
             "<g class=\"{class}\"><title>{text} UTC</title>\
-             <line x1=\"{x:.1}\" y1=\"14\" x2=\"{x:.1}\" y2=\"{bottom}\"/>\
+             <line x1=\"{x:.1}\" y1=\"20\" x2=\"{x:.1}\" y2=\"28\"/><line x1=\"{x:.1}\" y1=\"{axis}\" x2=\"{x:.1}\" y2=\"{bottom}\"/>\
              <text x=\"{tx:.1}\" y=\"16\" text-anchor=\"{anchor}\">{text}</text></g>",
-            tx = if anchor == "start" { x + 5.0 } else { x - 5.0 }
+            tx = if anchor == "start" { x - 4.0 } else { x + 4.0 },
+            axis = TOP - 6.0
         );
     }
 }

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn chromium() -> PathBuf {
-    let found = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| ["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from).into_iter().find(|p| p.exists()));
+    let found = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(|| {
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .map(PathBuf::from)
+            .into_iter()
+            .find(|p| p.exists())
+    });
     found.expect("Chromium is needed for the page tests: `apt-get install chromium` (scripts/test installs it)")
 }
 
@@ -18,9 +21,17 @@ fn chromium() -> PathBuf {
 fn run(page: &Path, extra: &[String]) -> Vec<u8> {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(format!("file://{}", page.display()))
@@ -66,7 +77,13 @@ pub struct Screenshot {
 
 pub fn screenshot(page: &Path, width: u32, height: u32) -> Screenshot {
     let path = page.with_extension("png");
-    run(page, &[format!("--screenshot={}", path.display()), format!("--window-size={width},{height}")]);
+    run(
+        page,
+        &[
+            format!("--screenshot={}", path.display()),
+            format!("--window-size={width},{height}"),
+        ],
+    );
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
@@ -74,10 +91,18 @@ pub fn screenshot(page: &Path, width: u32, height: u32) -> Screenshot {
     buf.truncate(info.buffer_size());
     let pixels = match info.color_type {
         png::ColorType::Rgba => buf,
-        png::ColorType::Rgb => buf.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        png::ColorType::Rgb => buf
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
         other => panic!("unexpected screenshot colour type {other:?}"),
     };
-    Screenshot { path, width: info.width, height: info.height, pixels }
+    Screenshot {
+        path,
+        width: info.width,
+        height: info.height,
+        pixels,
+    }
 }
 
 /// How many pixels differ from the page background, and how many have the colours of the
@@ -92,7 +117,11 @@ pub struct Colours {
 pub fn colour_counts(shot: &Screenshot) -> Colours {
     let near = |p: &[u8], c: [u8; 3]| p.iter().zip(c).all(|(a, b)| a.abs_diff(b) <= 24);
     let background = [shot.pixels[0], shot.pixels[1], shot.pixels[2]];
-    let mut c = Colours { non_background: 0, bar_blue: 0, lobby_amber: 0 };
+    let mut c = Colours {
+        non_background: 0,
+        bar_blue: 0,
+        lobby_amber: 0,
+    };
     assert_eq!(shot.pixels.len(), (shot.width * shot.height * 4) as usize);
     for p in shot.pixels.chunks(4) {
         c.non_background += usize::from(!near(p, background));

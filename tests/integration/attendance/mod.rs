@@ -25,7 +25,13 @@ const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const ADELE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
 const MEGAN: &str = "11111111-aaaa-4bbb-8ccc-000000000002";
 const LEE: &str = "11111111-aaaa-4bbb-8ccc-000000000003";
-const NAMES: [&str; 5] = ["Adele Vance", "Guest Caller", "Lee Gu", "Megan Bowen", "Nestor Wilke"];
+const NAMES: [&str; 5] = [
+    "Adele Vance",
+    "Guest Caller",
+    "Lee Gu",
+    "Megan Bowen",
+    "Nestor Wilke",
+];
 
 /// `10:mm:ss` on the scripted day.
 fn t(clock: &str) -> String {
@@ -34,8 +40,9 @@ fn t(clock: &str) -> String {
 
 /// The meeting's resource exactly as Graph names it (the join URL encoded once more).
 fn resource() -> String {
-    let encoded: String =
-        url::form_urlencoded::byte_serialize(JOIN_URL.as_bytes()).collect::<String>().replace('+', "%20");
+    let encoded: String = url::form_urlencoded::byte_serialize(JOIN_URL.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
     format!("communications/onlineMeetings(joinWebUrl='{encoded}')/meetingCallEvents")
 }
 
@@ -59,7 +66,12 @@ fn call_event(n: u32, kind: &str, at: &str, roster: Vec<Value>) -> Step {
     if !roster.is_empty() {
         payload["participants@delta"] = Value::Array(roster);
     }
-    Step { resource: resource(), odata_type: "#microsoft.graph.callevent", change_type: "updated", payload }
+    Step {
+        resource: resource(),
+        odata_type: "#microsoft.graph.callevent",
+        change_type: "updated",
+        payload,
+    }
 }
 
 /// Graph's side of the scripted meeting (times with Graph's seven fraction digits).
@@ -69,21 +81,62 @@ fn graph_script() -> Vec<Step> {
     let megan = || user(MEGAN, "Megan Bowen");
     vec![
         call_event(1, "callStarted", "10:00:00.0000000", vec![]),
-        call_event(2, "rosterUpdated", "10:01:00.0000000", vec![
-            entry(adele(), "p-adele", false, None),
-            entry(guest(), "p-guest", true, None),
-        ]),
-        call_event(3, "rosterUpdated", "10:03:30.0000000", vec![entry(guest(), "p-guest", false, None)]),
-        call_event(4, "rosterUpdated", "10:12:00.0000000", vec![
-            entry(guest(), "p-guest", false, Some("Participant has left the meeting call.")),
-        ]),
-        call_event(5, "rosterUpdated", "10:15:00.0000000", vec![entry(guest(), "p-guest-2", false, None)]),
-        call_event(6, "rosterUpdated", "10:20:00.0000000", vec![entry(megan(), "p-megan", false, None)]),
-        call_event(7, "rosterUpdated", "10:35:00.0000000", vec![
-            entry(megan(), "p-megan", false, Some("Participant has been removed from the meeting call.")),
-        ]),
+        call_event(
+            2,
+            "rosterUpdated",
+            "10:01:00.0000000",
+            vec![
+                entry(adele(), "p-adele", false, None),
+                entry(guest(), "p-guest", true, None),
+            ],
+        ),
+        call_event(
+            3,
+            "rosterUpdated",
+            "10:03:30.0000000",
+            vec![entry(guest(), "p-guest", false, None)],
+        ),
+        call_event(
+            4,
+            "rosterUpdated",
+            "10:12:00.0000000",
+            vec![entry(
+                guest(),
+                "p-guest",
+                false,
+                Some("Participant has left the meeting call."),
+            )],
+        ),
+        call_event(
+            5,
+            "rosterUpdated",
+            "10:15:00.0000000",
+            vec![entry(guest(), "p-guest-2", false, None)],
+        ),
+        call_event(
+            6,
+            "rosterUpdated",
+            "10:20:00.0000000",
+            vec![entry(megan(), "p-megan", false, None)],
+        ),
+        call_event(
+            7,
+            "rosterUpdated",
+            "10:35:00.0000000",
+            vec![entry(
+                megan(),
+                "p-megan",
+                false,
+                Some("Participant has been removed from the meeting call."),
+            )],
+        ),
         // Roster updates also report people whose presence did not change.
-        call_event(8, "rosterUpdated", "10:40:00.0000000", vec![entry(adele(), "p-adele", false, None)]),
+        call_event(
+            8,
+            "rosterUpdated",
+            "10:40:00.0000000",
+            vec![entry(adele(), "p-adele", false, None)],
+        ),
         call_event(9, "callEnded", "10:50:00.0000000", vec![]),
     ]
 }
@@ -112,24 +165,90 @@ fn bot_records() -> Vec<Value> {
     };
     let members = |m: Vec<Value>| json!({ "members": m });
     vec![
-        record("meetingStart", BOT_MEETING, "10:00:01", Some(JOIN_URL), json!({
+        record(
+            "meetingStart",
+            BOT_MEETING,
+            "10:00:01",
+            Some(JOIN_URL),
+            json!({
             "MeetingType": "Scheduled", "Title": "Quarterly planning", "Id": BOT_MEETING,
-            "JoinUrl": JOIN_URL, "StartTime": t("10:00:00")})),
-        record("meetingParticipantJoin", BOT_MEETING, "10:01:02", None,
-            members(vec![member("29:adele", &ADELE.to_uppercase(), "Adele Vance", "Organizer", true)])),
-        record("meetingParticipantJoin", BOT_MEETING, "10:05:00", None,
-            members(vec![member("29:lee", LEE, "Lee Gu", "Attendee", true)])),
-        record("meetingParticipantJoin", BOT_MEETING, "10:20:01", None,
-            members(vec![member("29:megan", MEGAN, "Megan Bowen", "Presenter", true)])),
-        record("meetingParticipantLeave", BOT_MEETING, "10:30:00", None,
-            members(vec![member("29:lee", LEE, "Lee Gu", "Attendee", false)])),
-        record("meetingParticipantLeave", BOT_MEETING, "10:35:01", None,
-            members(vec![member("29:megan", MEGAN, "Megan Bowen", "Presenter", false)])),
-        record("meetingEnd", BOT_MEETING, "10:50:02", Some(JOIN_URL), json!({
-            "Id": BOT_MEETING, "JoinUrl": JOIN_URL, "EndTime": t("10:50:00")})),
+            "JoinUrl": JOIN_URL, "StartTime": t("10:00:00")}),
+        ),
+        record(
+            "meetingParticipantJoin",
+            BOT_MEETING,
+            "10:01:02",
+            None,
+            members(vec![member(
+                "29:adele",
+                &ADELE.to_uppercase(),
+                "Adele Vance",
+                "Organizer",
+                true,
+            )]),
+        ),
+        record(
+            "meetingParticipantJoin",
+            BOT_MEETING,
+            "10:05:00",
+            None,
+            members(vec![member("29:lee", LEE, "Lee Gu", "Attendee", true)]),
+        ),
+        record(
+            "meetingParticipantJoin",
+            BOT_MEETING,
+            "10:20:01",
+            None,
+            members(vec![member(
+                "29:megan",
+                MEGAN,
+                "Megan Bowen",
+                "Presenter",
+                true,
+            )]),
+        ),
+        record(
+            "meetingParticipantLeave",
+            BOT_MEETING,
+            "10:30:00",
+            None,
+            members(vec![member("29:lee", LEE, "Lee Gu", "Attendee", false)]),
+        ),
+        record(
+            "meetingParticipantLeave",
+            BOT_MEETING,
+            "10:35:01",
+            None,
+            members(vec![member(
+                "29:megan",
+                MEGAN,
+                "Megan Bowen",
+                "Presenter",
+                false,
+            )]),
+        ),
+        record(
+            "meetingEnd",
+            BOT_MEETING,
+            "10:50:02",
+            Some(JOIN_URL),
+            json!({
+            "Id": BOT_MEETING, "JoinUrl": JOIN_URL, "EndTime": t("10:50:00")}),
+        ),
         // Another meeting, known only by a bot meeting id: kept apart.
-        record("meetingParticipantJoin", "other-meeting", "11:00:00", None,
-            members(vec![member("29:nestor", "11111111-aaaa-4bbb-8ccc-000000000004", "Nestor Wilke", "Organizer", true)])),
+        record(
+            "meetingParticipantJoin",
+            "other-meeting",
+            "11:00:00",
+            None,
+            members(vec![member(
+                "29:nestor",
+                "11111111-aaaa-4bbb-8ccc-000000000004",
+                "Nestor Wilke",
+                "Organizer",
+                true,
+            )]),
+        ),
     ]
 }
 
@@ -137,7 +256,12 @@ async fn write_bot_records(archive_dir: &Path) {
     let archive = FsArchive::open(archive_dir).await.unwrap();
     for r in bot_records() {
         let body = serde_json::to_vec(&r).unwrap();
-        let name = ObjectName::new(Kind::Events, Some((2026, 11, 23)), "bot", &sha256_hex(&body));
+        let name = ObjectName::new(
+            Kind::Events,
+            Some((2026, 11, 23)),
+            "bot",
+            &sha256_hex(&body),
+        );
         archive.put_if_absent(&name, body.into()).await.unwrap();
     }
 }
@@ -151,15 +275,28 @@ async fn scripted_archive() -> Rig {
     let mut sent = Vec::new();
     for step in &steps {
         let item = r.item(step, key);
-        assert_eq!(r.send(vec![item.clone()], &[r.token()]).await, reqwest::StatusCode::ACCEPTED);
+        assert_eq!(
+            r.send(vec![item.clone()], &[r.token()]).await,
+            reqwest::StatusCode::ACCEPTED
+        );
         sent.push(item);
     }
     // Graph resends the same notification (at least once delivery).
-    assert_eq!(r.send(vec![sent[3].clone()], &[r.token()]).await, reqwest::StatusCode::ACCEPTED);
+    assert_eq!(
+        r.send(vec![sent[3].clone()], &[r.token()]).await,
+        reqwest::StatusCode::ACCEPTED
+    );
     let mut other_subscription = r.item(&steps[5], key);
     other_subscription["subscriptionId"] = "sub-second".into();
-    assert_eq!(r.send(vec![other_subscription], &[r.token()]).await, reqwest::StatusCode::ACCEPTED);
-    assert_eq!(r.app.objects(Kind::Events).await.len(), steps.len() + 1, "one copy from the second subscription");
+    assert_eq!(
+        r.send(vec![other_subscription], &[r.token()]).await,
+        reqwest::StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        r.app.objects(Kind::Events).await.len(),
+        steps.len() + 1,
+        "one copy from the second subscription"
+    );
     write_bot_records(&r.app.archive_dir).await;
     r
 }
@@ -174,21 +311,59 @@ fn attendance(archive_dir: &Path, args: &[&str]) -> String {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "handler attendance {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "handler attendance {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// The expected attendance, to the second: (name, role, intervals, lobby waits, removal).
-type Expected = (&'static str, &'static str, Vec<(&'static str, &'static str, i64)>, Vec<(&'static str, &'static str, i64, bool)>, Option<(&'static str, Option<&'static str>)>);
+type Expected = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str, i64)>,
+    Vec<(&'static str, &'static str, i64, bool)>,
+    Option<(&'static str, Option<&'static str>)>,
+);
 
 fn expected() -> Vec<Expected> {
     vec![
-        ("Adele Vance", "Organizer", vec![("10:01:00", "10:50:00", 2940)], vec![], None),
-        ("Guest Caller", "None", vec![("10:03:30", "10:12:00", 510), ("10:15:00", "10:50:00", 2100)],
-            vec![("10:01:00", "10:03:30", 150, true)], None),
-        ("Lee Gu", "Attendee", vec![("10:05:00", "10:30:00", 1500)], vec![], Some(("10:30:00", None))),
-        ("Megan Bowen", "Presenter", vec![("10:20:00", "10:35:00", 900)], vec![],
-            Some(("10:35:00", Some("Participant has been removed from the meeting call.")))),
+        (
+            "Adele Vance",
+            "Organizer",
+            vec![("10:01:00", "10:50:00", 2940)],
+            vec![],
+            None,
+        ),
+        (
+            "Guest Caller",
+            "None",
+            vec![
+                ("10:03:30", "10:12:00", 510),
+                ("10:15:00", "10:50:00", 2100),
+            ],
+            vec![("10:01:00", "10:03:30", 150, true)],
+            None,
+        ),
+        (
+            "Lee Gu",
+            "Attendee",
+            vec![("10:05:00", "10:30:00", 1500)],
+            vec![],
+            Some(("10:30:00", None)),
+        ),
+        (
+            "Megan Bowen",
+            "Presenter",
+            vec![("10:20:00", "10:35:00", 900)],
+            vec![],
+            Some((
+                "10:35:00",
+                Some("Participant has been removed from the meeting call."),
+            )),
+        ),
     ]
 }
 
@@ -199,9 +374,14 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
 
     // JSON: Graph's meetingAttendanceReport shape.
     let all: Value = serde_json::from_str(&attendance(dir, &["--format", "json"])).unwrap();
-    assert_eq!(all["value"].as_array().unwrap().len(), 2, "the bot-only meeting is kept apart");
+    assert_eq!(
+        all["value"].as_array().unwrap().len(),
+        2,
+        "the bot-only meeting is kept apart"
+    );
     assert_eq!(all["value"][1]["id"], "other-meeting");
-    let json: Value = serde_json::from_str(&attendance(dir, &["--format", "json", "--meeting", THREAD])).unwrap();
+    let json: Value =
+        serde_json::from_str(&attendance(dir, &["--format", "json", "--meeting", THREAD])).unwrap();
     let m = &json["value"][0];
     assert_eq!(json["value"].as_array().unwrap().len(), 1);
     assert_eq!(m["id"], THREAD);
@@ -226,10 +406,17 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
         let want = removed.map(|(at, reason)| json!({"reason": reason, "dateTime": t(at)}));
         assert_eq!(record["removedState"], json!(want), "{name}");
     }
-    assert_eq!(records[0]["identity"]["id"], ADELE, "Graph's and the bot's identities are one person");
+    assert_eq!(
+        records[0]["identity"]["id"], ADELE,
+        "Graph's and the bot's identities are one person"
+    );
     assert_eq!(records[1]["identity"]["id"], "guest-7f2c");
     // The same meeting asked for by its join URL in Teams' spelling.
-    let by_url: Value = serde_json::from_str(&attendance(dir, &["--format", "json", "--meeting", JOIN_URL])).unwrap();
+    let by_url: Value = serde_json::from_str(&attendance(
+        dir,
+        &["--format", "json", "--meeting", JOIN_URL],
+    ))
+    .unwrap();
     assert_eq!(by_url["value"], json["value"]);
 
     // CSV: one row per interval and lobby wait.
@@ -238,11 +425,15 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
         "meetingId,meetingTitle,participantId,displayName,role,kind,startDateTime,endDateTime,durationInSeconds,admitted,totalAttendanceInSeconds,totalLobbyWaitInSeconds,removedDateTime,removedReason".to_string(),
     ];
     for (name, role, intervals, waits, removed) in expected() {
-        let record = records.iter().find(|r| r["identity"]["displayName"] == name).unwrap();
+        let record = records
+            .iter()
+            .find(|r| r["identity"]["displayName"] == name)
+            .unwrap();
         let id = record["identity"]["id"].as_str().unwrap();
         let total: i64 = intervals.iter().map(|i| i.2).sum();
         let lobby: i64 = waits.iter().map(|w| w.2).sum();
-        let (removed_at, reason) = removed.map_or((String::new(), ""), |(at, r)| (t(at), r.unwrap_or("")));
+        let (removed_at, reason) =
+            removed.map_or((String::new(), ""), |(at, r)| (t(at), r.unwrap_or("")));
         for (a, b, d) in &intervals {
             want.push(format!("{THREAD},Quarterly planning,{id},{name},{role},attendance,{},{},{d},,{total},{lobby},{removed_at},{reason}", t(a), t(b)));
         }
@@ -271,7 +462,10 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
         "      joined  10:20:00 – 10:35:00     15m 00s",
         "      removed 10:35:00  Participant has been removed from the meeting call.",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
 
     // HTML, in a real browser.
@@ -280,7 +474,10 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
     attendance(dir, &["--format", "html", "--out", page.to_str().unwrap()]);
     let html = std::fs::read_to_string(&page).unwrap();
     for external in ["<script", "<link", "src=", "href=", "url(http", "@import"] {
-        assert!(!html.contains(external), "the page must be self-contained ({external})");
+        assert!(
+            !html.contains(external),
+            "the page must be self-contained ({external})"
+        );
     }
     let dom = browser::dump_dom(&page);
     for name in NAMES {
@@ -299,31 +496,74 @@ async fn a_scripted_meeting_is_reported_to_the_second_in_every_format() {
     ] {
         assert!(dom.contains(tip), "tooltip {tip:?} missing from the DOM");
     }
-    assert_eq!(dom.matches("class=\"stay\"").count(), 5 + 2, "5 intervals and the two legends'");
-    assert_eq!(dom.matches("class=\"stay open\"").count(), 1, "the other meeting's open interval");
+    assert_eq!(
+        dom.matches("class=\"stay\"").count(),
+        5 + 2,
+        "5 intervals and the two legends'"
+    );
+    assert_eq!(
+        dom.matches("class=\"stay open\"").count(),
+        1,
+        "the other meeting's open interval"
+    );
     let shot = browser::screenshot(&page, 1200, 1100);
     let colours = browser::colour_counts(&shot);
-    assert!(colours.non_background > 20_000, "the page looks blank: {colours:?}");
-    assert!(colours.bar_blue > 2_000, "no attendance bars drawn: {colours:?}");
-    assert!(colours.lobby_amber > 100, "no lobby wait drawn: {colours:?}");
-    std::fs::copy(&shot.path, Path::new(env!("CARGO_TARGET_TMPDIR")).join("attendance-test.png")).unwrap();
+    assert!(
+        colours.non_background > 20_000,
+        "the page looks blank: {colours:?}"
+    );
+    assert!(
+        colours.bar_blue > 2_000,
+        "no attendance bars drawn: {colours:?}"
+    );
+    assert!(
+        colours.lobby_amber > 100,
+        "no lobby wait drawn: {colours:?}"
+    );
+    // Kept for people to look at (the README's picture is made from this page).
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(&shot.path, keep.join("attendance-test.png")).unwrap();
+    std::fs::copy(&page, keep.join("attendance-test.html")).unwrap();
 }
 
 #[tokio::test]
 async fn hostile_names_are_inert_in_every_format() {
     let r = rig(vec![dev::self_signed("hostile-cert", 30)], &[]).await;
     let evil = "=cmd|' /C calc'!A0<img src=x onerror=alert(1)>\u{1b}[2J";
-    let step = call_event(1, "rosterUpdated", "10:01:00", vec![entry(user("evil-1", evil), "p-evil", false, None)]);
+    let step = call_event(
+        1,
+        "rosterUpdated",
+        "10:01:00",
+        vec![entry(user("evil-1", evil), "p-evil", false, None)],
+    );
     let item = r.item(&step, &r.keys[0]);
-    assert_eq!(r.send(vec![item], &[r.token()]).await, reqwest::StatusCode::ACCEPTED);
+    assert_eq!(
+        r.send(vec![item], &[r.token()]).await,
+        reqwest::StatusCode::ACCEPTED
+    );
     let dir = &r.app.archive_dir;
     let html = attendance(dir, &["--format", "html"]);
-    assert!(!html.contains("<img"), "markup from a display name reached the page");
-    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    assert!(
+        !html.contains("<img"),
+        "markup from a display name reached the page"
+    );
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{html}"
+    );
     let csv = attendance(dir, &["--format", "csv"]);
-    assert!(csv.contains(",'=cmd|"), "a formula reached the spreadsheet: {csv}");
+    assert!(
+        csv.contains(",'=cmd|"),
+        "a formula reached the spreadsheet: {csv}"
+    );
     let text = attendance(dir, &["--format", "text"]);
-    assert!(!text.contains('\u{1b}'), "an escape sequence reached the terminal");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape sequence reached the terminal"
+    );
     let json: Value = serde_json::from_str(&attendance(dir, &["--format", "json"])).unwrap();
-    assert_eq!(json["value"][0]["attendanceRecords"][0]["identity"]["displayName"], evil);
+    assert_eq!(
+        json["value"][0]["attendanceRecords"][0]["identity"]["displayName"],
+        evil
+    );
 }

@@ -59,8 +59,8 @@ fn callevent(meeting: usize, i: usize) -> Value {
         _ => {
             let p = i % PARTICIPANTS;
             let phase = i / PARTICIPANTS;
-            let lobby = p % 4 == 0 && phase == 0;
-            let leaving = phase % 2 == 1 && p % 4 != 0;
+            let lobby = p.is_multiple_of(4) && phase == 0;
+            let leaving = phase % 2 == 1 && !p.is_multiple_of(4);
             let mut entry = json!({"info": {"identity": {"user": {"id": format!("user-{p}"),
                 "displayName": format!("Participant {p}"), "tenantId": "t"}}},
                 "isInLobby": lobby, "id": format!("call-{p}")});

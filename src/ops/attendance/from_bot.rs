@@ -99,6 +99,20 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
         .map(MeetingRef::Join)
         .or_else(|| meeting_id.map(|id| MeetingRef::Bot(id.to_string())))
         .ok_or(BotReadError::NoMeeting)?;
+    let observations = observations(record, value)?;
+    let title = text(value, "Title").or_else(|| text(details, "title"));
+    Ok(Reading {
+        meeting: Some(meeting),
+        bot_meeting_id: meeting_id.map(str::to_string),
+        join_url: join_url.map(str::to_string),
+        title: title.map(str::to_string),
+        observations,
+    })
+}
+
+/// The facts of one bot record (start, end, joins, leaves, who someone is).
+fn observations(record: &BotEventRecord, value: &Value) -> Result<Vec<Observation>, BotReadError> {
+    let activity = &record.activity;
     let sent_at =
         time_of(record.timestamp.as_deref()).or_else(|| time_of(text(activity, "timestamp")));
     let kind = record.event_kind.as_str();
@@ -149,14 +163,7 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
         }
         _ => {}
     }
-    let title = text(value, "Title").or_else(|| text(details, "title"));
-    Ok(Reading {
-        meeting: Some(meeting),
-        bot_meeting_id: meeting_id.map(str::to_string),
-        join_url: join_url.map(str::to_string),
-        title: title.map(str::to_string),
-        observations,
-    })
+    Ok(observations)
 }
 
 /// A member entry (`{"user": {...}, "meeting": {"role": ...}}`) as a person.

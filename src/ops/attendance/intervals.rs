@@ -398,7 +398,7 @@ mod tests {
             })
         );
         assert_eq!(spans(cid), vec![]);
-        assert_eq!(cid.lobby_waits[0].admitted, false);
+        assert!(!cid.lobby_waits[0].admitted);
         assert_eq!(cid.total_lobby_wait_in_seconds, 30);
         assert_eq!(m.total_participant_count, 3);
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::desired::matching_desired;
 use super::{Renewer, Report, listing_version};
 use crate::archive::records::{ResyncRecord, ResyncWindow, sha256_hex, to_json};
 use crate::archive::{Kind, ObjectName, Written};
@@ -121,11 +122,7 @@ async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersio
     let listed = ctx.graph.list(listing_version(&desired)).await?;
     let delivery_url = ctx.config.notification_url.clone().unwrap_or_default();
     Ok(listed.into_iter().find(|s| s.id == id).map(|s| {
-        let version = desired
-            .iter()
-            .find(|d| d.matches(&s, &delivery_url))
-            .map(|d| d.api_version)
-            .unwrap_or_else(|| default_api_version(&s.resource));
+        let (_, version) = matching_desired(&desired, &s, &delivery_url);
         (s, version)
     }))
 }
@@ -170,7 +167,7 @@ async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
         .find(|d| {
             resource
                 .as_deref()
-                .is_some_and(|r| crate::graph::subscriptions::same_resource(r, &d.resource))
+                .is_some_and(|r| super::same_resource(r, &d.resource))
         })
         .map(|d| d.lifetime(has_lifecycle))
         .unwrap_or(lifetime);

@@ -156,6 +156,14 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
         sub = esc(&subtitle(r))
     );
     let bar_y = y + (ROW - BAR) / 2.0;
+    lobby_bars(s, scale, r, bar_y, n);
+    interval_bars(s, scale, r, bar_y);
+    removed_mark(s, scale, r, y);
+}
+
+/// The lobby waits of one row, hatched.
+fn lobby_bars(s: &mut String, scale: &Scale, r: &AttendanceRecord, bar_y: f64, n: usize) {
+    let name = r.name();
     for w in &r.lobby_waits {
         let end = w.lobby_exit_date_time;
         let x1 = scale.x(w.lobby_enter_date_time);
@@ -179,6 +187,11 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
             t = esc(&tip)
         );
     }
+}
+
+/// The attendance intervals of one row (an open one drawn to the edge, dashed).
+fn interval_bars(s: &mut String, scale: &Scale, r: &AttendanceRecord, bar_y: f64) {
+    let name = r.name();
     for iv in &r.attendance_intervals {
         let Some(join) = iv.join_date_time else {
             continue;
@@ -215,6 +228,11 @@ fn row(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64, i: usize, n:
             );
         }
     }
+}
+
+/// The removal mark of one row, at the time the participant left the roster.
+fn removed_mark(s: &mut String, scale: &Scale, r: &AttendanceRecord, y: f64) {
+    let name = r.name();
     if let Some(removed) = &r.removed_state {
         let x = scale.x(removed.date_time);
         let cy = y + ROW / 2.0;

@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who attended which meeting, when, for how long, who waited in the lobby.
+    Attendance(cli::attendance::AttendanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
             Command::Alerts { json } => cli::alerts::status(&Config::from_env()?, json).await,
             Command::AlertTest => cli::alerts::test(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
+            Command::Attendance(args) => cli::attendance::run(args, &Config::from_env()?).await,
         }
     });
     // The drain is over (or the command is done): work still on the blocking pool (a

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod archive_ops;
+pub mod attendance;
 pub mod decrypt;
 pub mod demo;
 pub mod simulate;

@@ -260,6 +260,12 @@ pub struct IdentitySet {
     pub user: Option<Identity>,
     #[serde(default)]
     pub application: Option<Identity>,
+    /// Anonymous and external participants of a meeting call.
+    #[serde(default)]
+    pub guest: Option<Identity>,
+    /// Dial-in participants.
+    #[serde(default)]
+    pub phone: Option<Identity>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

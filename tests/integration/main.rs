@@ -4,6 +4,7 @@
 
 mod alerts;
 mod archive;
+mod attendance;
 mod azurite;
 mod bot;
 mod cli;

@@ -21,15 +21,16 @@ use crate::support::{CLIENT_STATE, TestApp, fixture, fixture_with_client_state, 
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const APP_ID: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
-struct Rig {
-    app: TestApp,
-    issuer: LocalIssuer,
-    keys: Vec<DecryptionKey>,
+/// The app trusting a local issuer and holding local keys (the attendance tests use it too).
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
+    pub(crate) issuer: LocalIssuer,
+    pub(crate) keys: Vec<DecryptionKey>,
     _certs: tempfile::TempDir,
 }
 
 /// The app with `keys` as local PEM files (`id=path`) and trusting a fresh local issuer.
-async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
+pub(crate) async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
     let issuer = LocalIssuer::start().await.unwrap();
     let certs = tempfile::tempdir().unwrap();
     let list: Vec<String> = keys
@@ -58,7 +59,7 @@ async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
     }
 }
 
-fn target() -> Target {
+pub(crate) fn target() -> Target {
     Target {
         subscription_id: "sub-rich".into(),
         client_state: CLIENT_STATE.into(),
@@ -94,15 +95,15 @@ fn without_trailing_commas(s: &str) -> String {
 }
 
 impl Rig {
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         self.issuer.mint(&TokenSpec::v2(TENANT, APP_ID))
     }
 
-    fn item(&self, step: &Step, key: &DecryptionKey) -> Value {
+    pub(crate) fn item(&self, step: &Step, key: &DecryptionKey) -> Value {
         simulate::rich_item(step, &target(), &key.certificate, &key.id).unwrap()
     }
 
-    async fn send(&self, items: Vec<Value>, tokens: &[String]) -> StatusCode {
+    pub(crate) async fn send(&self, items: Vec<Value>, tokens: &[String]) -> StatusCode {
         self.app
             .post("/api/notifications", simulate::collection(items, tokens))
             .await

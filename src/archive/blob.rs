@@ -63,7 +63,7 @@ const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap()
 /// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
 pub struct BlobArchive {
     /// The container client; blob clients are derived per request.
-    container: BlobContainerClient,
+    pub(super) container: BlobContainerClient,
     /// The container URL without query, for people and logs.
     location: String,
     /// `maxresults` of a listing page; `None` = the service default (5000).
@@ -310,13 +310,13 @@ impl Policy for TryTimeout {
     }
 }
 
-fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
+pub(super) fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == code.as_ref())
 }
 
 /// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
 /// errors quote the request URL, SAS signature included, so their text is never used.
-fn reason(e: &azure_core::Error) -> String {
+pub(super) fn reason(e: &azure_core::Error) -> String {
     match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..

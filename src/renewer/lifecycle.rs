@@ -129,11 +129,14 @@ async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersio
 
 async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
-    let guard = ctx.exclusive().await;
+    let guard = match ctx.exclusive().await {
+        Ok(guard) => guard,
+        Err(e) => return Reaction::Failed(format!("reauthorize: {e}")),
+    };
     let (resource, version) = match find(ctx, id).await {
         Ok(Some((s, version))) => (Some(s.resource), version),
         Ok(None) => {
-            drop(guard);
+            guard.release().await;
             tracing::info!(subscription_id = %id, "reauthorization asked for a subscription Graph no longer lists; reconciling");
             let removed = HashSet::from([id.to_string()]);
             return Reaction::Reconciled(ctx.reconcile_excluding(&removed).await);
@@ -178,7 +181,7 @@ async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
             expiration: format_time(s.expiration_date_time),
         },
         Err(e) if e.is_not_found() => {
-            drop(guard);
+            guard.release().await;
             let removed = HashSet::from([id.to_string()]);
             Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
         }

@@ -7,6 +7,8 @@
 //! - present: renew it when less than [`ReconcileOptions::renew_when_remaining`] of its lifetime
 //!   is left, and move it to the current certificate when it still uses another one (one PATCH);
 //!   a 404 on that PATCH means Graph lost it: create it again;
+//! - present on another payment model (`?model=`, metered Teams APIs): Graph cannot change the
+//!   model of a subscription, so it is deleted and created again on the desired one;
 //! - several present (a lost race, a retried create): keep the one that lives longest, delete
 //!   the others, so no notification is archived twice under two subscription ids.
 //!
@@ -24,7 +26,8 @@ use super::report::{Action, ActionRecord, Failure, Report};
 use crate::config::ReconcileOptions;
 use crate::graph::subscriptions::{
     ApiVersion, DesiredSubscription, EncryptionCertificate, GraphClient, NewSubscription,
-    Subscription, SubscriptionUpdate, normalize_change_type, same_resource,
+    Subscription, SubscriptionUpdate, evaluation_mode_warning, normalize_change_type,
+    payment_model, same_resource,
 };
 use crate::keys::CertificateStore;
 
@@ -49,6 +52,10 @@ pub async fn reconcile(
 ) -> Report {
     let now = OffsetDateTime::now_utc();
     let mut report = Report::new(now);
+    for warning in desired.iter().filter_map(|d| evaluation_mode_warning(&d.resource)) {
+        tracing::warn!("{warning}");
+        report.warnings.push(warning);
+    }
     let listing = listing_version(desired);
     let listed = match graph.list(listing).await {
         Ok(v) => v,
@@ -168,10 +175,11 @@ impl Run<'_> {
         existing: &Subscription,
         claimed: &mut HashSet<String>,
     ) -> ActionRecord {
-        // includeResourceData cannot be patched: replace the subscription.
+        // includeResourceData and the payment model cannot be patched: replace the subscription.
         if existing
             .include_resource_data
             .is_some_and(|rich| rich != d.include_resource_data)
+            || payment_model(&existing.resource) != d.model()
         {
             return self.replace(d, existing, claimed).await;
         }

@@ -1,6 +1,7 @@
 //! The renewer against fakes of Graph and Entra ID (see `fakes`): reconcile, throttling, the
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
+mod deployment;
 mod fakes;
 
 use std::collections::HashSet;
@@ -33,7 +34,7 @@ fn seeds() -> Value {
     ])
 }
 
-fn chat_only() -> Value {
+pub(crate) fn chat_only() -> Value {
     json!([{"resource": CHAT_MESSAGES, "changeType": "created,updated", "includeResourceData": true}])
 }
 
@@ -65,7 +66,7 @@ fn lifecycle_item(subscription_id: &str, event: &str) -> ChangeNotification {
         .remove(0)
 }
 
-fn timer_body(past_due: bool) -> Vec<u8> {
+pub(crate) fn timer_body(past_due: bool) -> Vec<u8> {
     json!({
         "Data": {"timer": {
             "Schedule": {"AdjustForDST": true},

@@ -203,8 +203,12 @@ impl Builder {
             return Ok(c.clone());
         }
         let env = self.env.clone();
-        let (credential, kind) =
-            identity::credential_for(Audience::AzureResources, &self.config, |n| env(n), http.clone())?;
+        let (credential, kind) = identity::credential_for(
+            Audience::AzureResources,
+            &self.config,
+            |n| env(n),
+            http.clone(),
+        )?;
         tracing::info!(credential = kind.as_str(), "Key Vault and Blob identity");
         Ok(self.azure_credential.get_or_init(|| credential).clone())
     }
@@ -259,10 +263,11 @@ impl Builder {
                 account_url,
                 container,
             } => both(
-                archive::blob::BlobArchive::from_account_url_with_credential(
+                archive::blob::BlobArchive::from_account_url_via(
                     account_url,
                     container,
                     self.azure_credential(http)?,
+                    Some(http.clone()),
                 )
                 .await?,
             ),

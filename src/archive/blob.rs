@@ -98,6 +98,17 @@ impl BlobArchive {
         container: &str,
         credential: Arc<dyn TokenCredential>,
     ) -> Result<Self, ArchiveError> {
+        Self::from_account_url_via(account_url, container, credential, None).await
+    }
+
+    /// Like [`Self::from_account_url_with_credential`], sending through `http` when given (the
+    /// builder's one client, which trusts `SSL_CERT_FILE`).
+    pub async fn from_account_url_via(
+        account_url: &str,
+        container: &str,
+        credential: Arc<dyn TokenCredential>,
+        http: Option<reqwest::Client>,
+    ) -> Result<Self, ArchiveError> {
         let endpoint = Url::parse(account_url.trim())
             .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
         if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
@@ -115,7 +126,12 @@ impl BlobArchive {
             ));
         }
         let url = container_url(&endpoint, container)?;
-        let client = BlobContainerClient::new(url, Some(credential), Some(client_options(None)))
+        let mut options = client_options(None);
+        if let Some(http) = http {
+            options.client_options.transport =
+                Some(azure_core::http::Transport::new(Arc::new(http)));
+        }
+        let client = BlobContainerClient::new(url, Some(credential), Some(options))
             .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
         Self::open(client).await
     }

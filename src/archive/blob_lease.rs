@@ -31,7 +31,11 @@ fn backend(name: &LeaseName, e: &azure_core::Error) -> ArchiveError {
 
 impl BlobArchive {
     /// Makes the empty lease blob unless it exists (a leased blob refuses the write: it exists).
-    async fn create_lease_blob(&self, blob: &BlobClient, name: &LeaseName) -> Result<(), ArchiveError> {
+    async fn create_lease_blob(
+        &self,
+        blob: &BlobClient,
+        name: &LeaseName,
+    ) -> Result<(), ArchiveError> {
         let options = BlobClientUploadOptions::default().if_not_exists();
         match blob.upload(bytes::Bytes::new().into(), Some(options)).await {
             Ok(_) => Ok(()),

@@ -34,7 +34,10 @@ impl CertificateStore {
     /// read the vault, and the reason.
     pub async fn from_key_vault_or_pending(source: KeyVaultSource) -> (Self, Option<KeyError>) {
         match source.load().await {
-            Ok(keys) => (Self::with_source(Source::KeyVault(Box::new(source)), keys), None),
+            Ok(keys) => (
+                Self::with_source(Source::KeyVault(Box::new(source)), keys),
+                None,
+            ),
             Err(e) => (
                 Self::with_source(Source::KeyVault(Box::new(source)), Vec::new()),
                 Some(e),
@@ -57,16 +60,26 @@ impl CertificateStore {
         tokio::spawn(async move {
             let mut wait = backoff.first;
             loop {
-                let Some(strong) = store.upgrade() else { return };
+                let Some(strong) = store.upgrade() else {
+                    return;
+                };
                 if strong.is_empty() {
                     match strong.refresh().await {
                         Ok(n) if n > 0 => {}
-                        Ok(_) => tracing::warn!(retry_in_s = wait.as_secs(), "the certificate source has no key yet"),
-                        Err(e) => tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "the certificate source is not ready yet"),
+                        Ok(_) => tracing::warn!(
+                            retry_in_s = wait.as_secs(),
+                            "the certificate source has no key yet"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "the certificate source is not ready yet")
+                        }
                     }
                 }
                 if !strong.is_empty() {
-                    tracing::info!(keys = strong.keys().len(), "certificate loaded: rich notifications decrypt from now on");
+                    tracing::info!(
+                        keys = strong.keys().len(),
+                        "certificate loaded: rich notifications decrypt from now on"
+                    );
                     then(strong).await;
                     return;
                 }

@@ -52,7 +52,10 @@ pub async fn reconcile(
 ) -> Report {
     let now = OffsetDateTime::now_utc();
     let mut report = Report::new(now);
-    for warning in desired.iter().filter_map(|d| evaluation_mode_warning(&d.resource)) {
+    for warning in desired
+        .iter()
+        .filter_map(|d| evaluation_mode_warning(&d.resource))
+    {
         tracing::warn!("{warning}");
         report.warnings.push(warning);
     }

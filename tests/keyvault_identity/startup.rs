@@ -46,7 +46,10 @@ type Answer = Arc<dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync>;
 /// An https fake on loopback (certificate from `ca`) that records every request.
 async fn serve(ca: &TestCa, answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorded = seen.clone();
     let acceptor = ca.acceptor();
@@ -54,12 +57,18 @@ async fn serve(ca: &TestCa, answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
         while let Ok((tcp, _)) = listener.accept().await {
             let (acceptor, recorded, answer) = (acceptor.clone(), recorded.clone(), answer.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let (recorded, answer) = (recorded.clone(), answer.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let seen = Seen {
                             method: parts.method.to_string(),
                             path: parts.uri.to_string(),
@@ -85,14 +94,20 @@ async fn serve(ca: &TestCa, answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
 }
 
 fn settings(pairs: &[(&str, String)]) -> Config {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     Config::from_lookup(|k| map.get(k).cloned()).unwrap()
 }
 
 pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(identity: &Identity) {
     let ca = TestCa::generate();
     let vault = FakeVault::start(&ca, &identity.token).await;
-    vault.add_version(NAME, FakeVersion::pem("v1", &TestCertificate::valid("current")));
+    vault.add_version(
+        NAME,
+        FakeVersion::pem("v1", &TestCertificate::valid("current")),
+    );
     // Entra's token endpoint: the client-credentials grant of the app registration.
     let (entra, entra_seen) = serve(
         &ca,
@@ -138,7 +153,10 @@ pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(ide
         ("ARCHIVE_ACCOUNT_URL", blob.clone()),
         ("ARCHIVE_CONTAINER", "notifications".into()),
         ("SUBSCRIPTIONS_FILE", desired.display().to_string()),
-        ("NOTIFICATION_URL", "https://contoso.example/api/notifications".into()),
+        (
+            "NOTIFICATION_URL",
+            "https://contoso.example/api/notifications".into(),
+        ),
         ("NOTIFICATION_CLIENT_STATE", CLIENT_STATE.into()),
     ]);
     let app = Builder::new(config)
@@ -154,18 +172,44 @@ pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(ide
 
     let mi = format!("Bearer {}", identity.token);
     let secret = format!("Bearer {GRAPH_TOKEN}");
-    let vault_tokens: Vec<_> = vault.seen().into_iter().filter_map(|s| s.authorization).collect();
-    assert!(!vault_tokens.is_empty() && vault_tokens.iter().all(|t| *t == mi), "{vault_tokens:?}");
+    let vault_tokens: Vec<_> = vault
+        .seen()
+        .into_iter()
+        .filter_map(|s| s.authorization)
+        .collect();
+    assert!(
+        !vault_tokens.is_empty() && vault_tokens.iter().all(|t| *t == mi),
+        "{vault_tokens:?}"
+    );
     let blob_seen = blob_seen.lock().unwrap().clone();
-    assert!(blob_seen.iter().any(|s| s.method == "PUT" && s.path.contains("restype=container")), "{blob_seen:?}");
-    assert!(blob_seen.iter().all(|s| s.authorization.as_deref() == Some(mi.as_str())), "{blob_seen:?}");
+    assert!(
+        blob_seen
+            .iter()
+            .any(|s| s.method == "PUT" && s.path.contains("restype=container")),
+        "{blob_seen:?}"
+    );
+    assert!(
+        blob_seen
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(mi.as_str())),
+        "{blob_seen:?}"
+    );
     let graph_seen = graph_seen.lock().unwrap().clone();
     assert!(!graph_seen.is_empty());
-    assert!(graph_seen.iter().all(|s| s.authorization.as_deref() == Some(secret.as_str())), "{graph_seen:?}");
+    assert!(
+        graph_seen
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(secret.as_str())),
+        "{graph_seen:?}"
+    );
     // Entra was asked for Graph only; the identity endpoint for the vault and storage only,
     // as the user-assigned identity.
     let entra_seen = entra_seen.lock().unwrap().clone();
-    assert!(entra_seen.iter().any(|s| s.method == "POST" && s.body.contains("client_secret=")));
+    assert!(
+        entra_seen
+            .iter()
+            .any(|s| s.method == "POST" && s.body.contains("client_secret="))
+    );
     assert!(
         entra_seen
             .iter()
@@ -174,11 +218,28 @@ pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(ide
         "{entra_seen:?}"
     );
     let asked = identity.requests.lock().unwrap().clone();
-    let resources: Vec<&str> = asked.iter().filter_map(|r| r.query.get("resource").map(String::as_str)).collect();
-    assert!(resources.contains(&"https://vault.azure.net"), "{resources:?}");
-    assert!(resources.contains(&"https://storage.azure.com"), "{resources:?}");
-    assert!(!resources.iter().any(|r| r.contains("graph")), "{resources:?}");
-    assert!(asked.iter().all(|r| r.query.get("client_id").map(String::as_str) == Some(UAMI)), "{asked:?}");
+    let resources: Vec<&str> = asked
+        .iter()
+        .filter_map(|r| r.query.get("resource").map(String::as_str))
+        .collect();
+    assert!(
+        resources.contains(&"https://vault.azure.net"),
+        "{resources:?}"
+    );
+    assert!(
+        resources.contains(&"https://storage.azure.com"),
+        "{resources:?}"
+    );
+    assert!(
+        !resources.iter().any(|r| r.contains("graph")),
+        "{resources:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.query.get("client_id").map(String::as_str) == Some(UAMI)),
+        "{asked:?}"
+    );
 }
 
 pub async fn no_certificate_yet_then_one_appears(identity: &Identity) {
@@ -225,7 +286,10 @@ pub async fn no_certificate_yet_then_one_appears(identity: &Identity) {
         .send()
         .await
         .unwrap();
-    assert_eq!((handshake.status().as_u16(), handshake.text().await.unwrap()), (200, "hello".into()));
+    assert_eq!(
+        (handshake.status().as_u16(), handshake.text().await.unwrap()),
+        (200, "hello".into())
+    );
 
     // A rich item for the certificate the operator is about to create: quarantined.
     let cert = TestCertificate::valid("late");

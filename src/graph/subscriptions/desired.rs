@@ -174,7 +174,8 @@ impl DesiredEntry {
 /// string carries; refused when the two disagree or Graph offers no such model for it.
 fn apply_model(resource: String, model: Option<&str>) -> Result<String, String> {
     let parse = |v: &str| {
-        PaymentModel::parse(v).ok_or_else(|| format!("model must be A or B, not {:?}", truncate(v, 20)))
+        PaymentModel::parse(v)
+            .ok_or_else(|| format!("model must be A or B, not {:?}", truncate(v, 20)))
     };
     let given = model.map(parse).transpose()?;
     let in_resource = crate::graph::subscriptions::model_parameter(&resource)
@@ -393,8 +394,10 @@ mod tests {
         let emergency_v1 = parse_desired(br#"[{"emergencyPolicy":"P","apiVersion":"v1.0"}]"#);
         assert_eq!(emergency_v1.unwrap()[0].api_version, ApiVersion::V1);
         assert!(
-            bad(&format!(r#"[{{"meetingJoinUrl":"{JOIN_URL}","apiVersion":"v1.0"}}]"#))
-                .contains("beta")
+            bad(&format!(
+                r#"[{{"meetingJoinUrl":"{JOIN_URL}","apiVersion":"v1.0"}}]"#
+            ))
+            .contains("beta")
         );
         // Payment models: a field or the resource's ?model=, only where Graph offers them.
         let metered = parse_desired(
@@ -407,13 +410,24 @@ mod tests {
         assert_eq!(metered[0].model(), Some(PaymentModel::A));
         assert_eq!(metered[1].model(), Some(PaymentModel::B));
         assert_eq!(metered[2].model(), None);
-        assert!(bad(r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"C"}]"#).contains("A or B"));
-        assert!(bad(r#"[{"resource":"/chats/getAllMessages?model=A","changeType":"created","model":"B"}]"#).contains("disagrees"));
-        assert!(bad(r#"[{"resource":"/teams/getAllChannels","changeType":"created","model":"A"}]"#).contains("not a metered"));
-        assert!(bad(r#"[{"resource":"/me/chats/getAllMessages","changeType":"created","model":"A"}]"#).contains("model B only"));
         assert!(
-            bad(r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"A"},
-                    {"resource":"/chats/getAllMessages?model=B","changeType":"created"}]"#)
+            bad(r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"C"}]"#)
+                .contains("A or B")
+        );
+        assert!(bad(r#"[{"resource":"/chats/getAllMessages?model=A","changeType":"created","model":"B"}]"#).contains("disagrees"));
+        assert!(
+            bad(r#"[{"resource":"/teams/getAllChannels","changeType":"created","model":"A"}]"#)
+                .contains("not a metered")
+        );
+        assert!(
+            bad(r#"[{"resource":"/me/chats/getAllMessages","changeType":"created","model":"A"}]"#)
+                .contains("model B only")
+        );
+        assert!(
+            bad(
+                r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"A"},
+                    {"resource":"/chats/getAllMessages?model=B","changeType":"created"}]"#
+            )
             .contains("same resource")
         );
         assert!(

@@ -117,9 +117,13 @@ pub fn supported_models(resource: &str) -> &'static [PaymentModel] {
         ["chats" | "teams", "getallmessages" | "getallmembers"] => BOTH,
         ["users", _, "chats", "getallmessages"] | ["me", "chats", "getallmessages"] => B_ONLY,
         ["appcatalogs", "teamsapps", _, "installedtochats"]
-        | ["appcatalogs", "teamsapps", _, "installedtochats", "getallmessages" | "getallmembers"] => {
-            B_ONLY
-        }
+        | [
+            "appcatalogs",
+            "teamsapps",
+            _,
+            "installedtochats",
+            "getallmessages" | "getallmembers",
+        ] => B_ONLY,
         _ => &[],
     }
 }
@@ -151,7 +155,11 @@ mod tests {
             "chats/getAllMembers",
             "/teams/getAllMembers/",
         ] {
-            assert_eq!(supported_models(r), [PaymentModel::A, PaymentModel::B], "{r}");
+            assert_eq!(
+                supported_models(r),
+                [PaymentModel::A, PaymentModel::B],
+                "{r}"
+            );
         }
         for r in [
             "/users/8b081ef6/chats/getAllMessages",
@@ -174,10 +182,19 @@ mod tests {
 
     #[test]
     fn the_model_travels_in_the_resource_string() {
-        assert_eq!(payment_model("/chats/getAllMessages?model=A"), Some(PaymentModel::A));
-        assert_eq!(payment_model("/chats/getAllMessages?$top=1&Model=b"), Some(PaymentModel::B));
+        assert_eq!(
+            payment_model("/chats/getAllMessages?model=A"),
+            Some(PaymentModel::A)
+        );
+        assert_eq!(
+            payment_model("/chats/getAllMessages?$top=1&Model=b"),
+            Some(PaymentModel::B)
+        );
         assert_eq!(payment_model("/chats/getAllMessages"), None);
-        assert_eq!(without_model("/chats/getAllMessages?model=A"), "/chats/getAllMessages");
+        assert_eq!(
+            without_model("/chats/getAllMessages?model=A"),
+            "/chats/getAllMessages"
+        );
         assert_eq!(without_model("/x?a=1&model=A&b=2"), "/x?a=1&b=2");
         assert_eq!(with_model("/x?model=A", PaymentModel::B), "/x?model=B");
         assert_eq!(with_model("/x?a=1", PaymentModel::A), "/x?a=1&model=A");
@@ -187,8 +204,15 @@ mod tests {
     fn evaluation_mode_is_warned_about() {
         let w = evaluation_mode_warning("/chats/getAllMessages").unwrap();
         assert!(w.contains("evaluation mode") && w.contains("A or B"), "{w}");
-        assert!(evaluation_mode_warning("/me/chats/getAllMessages").unwrap().contains("(B)"));
-        assert_eq!(evaluation_mode_warning("/chats/getAllMessages?model=B"), None);
+        assert!(
+            evaluation_mode_warning("/me/chats/getAllMessages")
+                .unwrap()
+                .contains("(B)")
+        );
+        assert_eq!(
+            evaluation_mode_warning("/chats/getAllMessages?model=B"),
+            None
+        );
         assert_eq!(evaluation_mode_warning("/teams/getAllChannels"), None);
     }
 }

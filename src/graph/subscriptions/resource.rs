@@ -139,8 +139,7 @@ pub fn beta_only(resource: &str) -> bool {
 /// handler types) were written, and where deployments made before v1.0 existed keep their one
 /// subscription per policy. Everything else: v1.0.
 pub fn default_api_version(resource: &str) -> ApiVersion {
-    if beta_only(resource)
-        || ResourceKind::classify(resource) == ResourceKind::EmergencyCallEvents
+    if beta_only(resource) || ResourceKind::classify(resource) == ResourceKind::EmergencyCallEvents
     {
         ApiVersion::Beta
     } else {

@@ -15,7 +15,10 @@ use super::{chat_only, timer_body};
 async fn receiver_answers(app: &crate::support::TestApp) {
     let handshake = app
         .http
-        .post(format!("{}/api/notifications?validationToken=still%20up", app.url))
+        .post(format!(
+            "{}/api/notifications?validationToken=still%20up",
+            app.url
+        ))
         .send()
         .await
         .unwrap();
@@ -45,7 +48,11 @@ fn logs(body: &Value) -> String {
 
 #[tokio::test]
 async fn without_a_desired_file_the_app_starts_and_each_timer_run_says_why() {
-    let h = harness_with(chat_only(), &[("SUBSCRIPTIONS_FILE", "/nonexistent/subscriptions.json")]).await;
+    let h = harness_with(
+        chat_only(),
+        &[("SUBSCRIPTIONS_FILE", "/nonexistent/subscriptions.json")],
+    )
+    .await;
     receiver_answers(&h.server).await;
     let (status, body) = h.timer(timer_body(false)).await;
     assert_eq!(status, 200, "retrying will not make the file appear");
@@ -54,14 +61,21 @@ async fn without_a_desired_file_the_app_starts_and_each_timer_run_says_why() {
         logs.contains("cannot read /nonexistent/subscriptions.json"),
         "{logs}"
     );
-    assert!(h.calls().await.is_empty(), "Graph is not called without a desired state");
+    assert!(
+        h.calls().await.is_empty(),
+        "Graph is not called without a desired state"
+    );
     receiver_answers(&h.server).await;
 }
 
 #[tokio::test]
 async fn an_invalid_desired_file_is_reported_and_the_receiver_keeps_answering() {
     let h = harness(chat_only()).await;
-    std::fs::write(h.settings["SUBSCRIPTIONS_FILE"].as_str(), "[{\"resource\": ").unwrap();
+    std::fs::write(
+        h.settings["SUBSCRIPTIONS_FILE"].as_str(),
+        "[{\"resource\": ",
+    )
+    .unwrap();
     let (status, body) = h.timer(timer_body(false)).await;
     assert_eq!(status, 200);
     let logs = logs(&body);
@@ -114,12 +128,17 @@ async fn a_payment_model_change_recreates_the_subscription() {
         {"resource": "/chats/getAllMessages", "changeType": "created", "includeResourceData": true, "model": "A"},
     ]))
     .await;
-    let old = h.fake.insert(existing("/chats/getAllMessages", "created", 3000));
+    let old = h
+        .fake
+        .insert(existing("/chats/getAllMessages", "created", 3000));
     let report = h.ctx.reconcile().await;
     assert_eq!(report.actions.len(), 1, "{report:?}");
     let action = &report.actions[0];
     assert_eq!(action.action, Action::Recreated, "{report:?}");
-    assert!(h.fake.get(&old).is_none(), "the evaluation-mode subscription is deleted");
+    assert!(
+        h.fake.get(&old).is_none(),
+        "the evaluation-mode subscription is deleted"
+    );
     let all = h.fake.all();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["resource"], "/chats/getAllMessages?model=A");
@@ -179,7 +198,10 @@ async fn two_apps_on_one_blob_archive_never_reconcile_at_once() {
         assert!(body["ReturnValue"]["error"].is_null(), "{body}");
         created += body["ReturnValue"]["created"].as_u64().unwrap();
     }
-    assert_eq!(created, 3, "each subscription created once, by one of the six runs");
+    assert_eq!(
+        created, 3,
+        "each subscription created once, by one of the six runs"
+    );
     assert_eq!(h.fake.all().len(), 3);
     let arrivals = h.fake.arrivals();
     assert!(arrivals.len() >= 6 * 1 + 3, "{} requests", arrivals.len());

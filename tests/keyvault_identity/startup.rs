@@ -38,6 +38,8 @@ struct Seen {
     method: String,
     path: String,
     authorization: Option<String>,
+    /// `x-ms-lease-action` (Blob leases).
+    lease_action: Option<String>,
     body: String,
 }
 
@@ -75,6 +77,11 @@ async fn serve(ca: &TestCa, answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
                             authorization: parts
                                 .headers
                                 .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string),
+                            lease_action: parts
+                                .headers
+                                .get("x-ms-lease-action")
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_string),
                             body: String::from_utf8_lossy(&body).into_owned(),
@@ -119,12 +126,17 @@ pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(ide
         }),
     )
     .await;
-    // Blob: "Create Container" answers 201.
+    // Blob: "Create Container" and "Lease Blob" (the renewer's lease) succeed.
     let (blob, blob_seen) = serve(
         &ca,
-        Arc::new(|_| {
+        Arc::new(|seen| {
+            let status = match seen.lease_action.as_deref() {
+                Some("acquire") | None => 201,
+                Some(_) => 200,
+            };
             Response::builder()
-                .status(201)
+                .status(status)
+                .header("x-ms-lease-id", "3f2a1b0c-0000-4000-8000-000000000001")
                 .header("etag", "\"0x1\"")
                 .header("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT")
                 .header("x-ms-version", "2026-04-06")
@@ -214,7 +226,10 @@ pub async fn client_secret_for_graph_managed_identity_for_key_vault_and_blob(ide
         entra_seen
             .iter()
             .filter(|s| s.method == "POST")
-            .all(|s| s.body.contains("graph.microsoft.com")),
+            .all(|s| s.body.contains(&format!(
+                "scope={}%2F.default",
+                graph.replace(':', "%3A").replace('/', "%2F")
+            ))),
         "{entra_seen:?}"
     );
     let asked = identity.requests.lock().unwrap().clone();

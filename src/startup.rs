@@ -54,6 +54,8 @@ pub struct Builder {
     http: Option<reqwest::Client>,
     env: EnvLookup,
     graph_retry: Option<RetryPolicy>,
+    /// Waits between the listing checks of a `subscriptionRemoved` (tests shorten them).
+    removal_checks: Option<Vec<std::time::Duration>>,
     verify_key_vault_challenge: Option<bool>,
     lease: LeaseOptions,
     certificate_retry: Backoff,
@@ -81,6 +83,7 @@ impl App {
         AppState {
             receiver: self.receiver.clone(),
             max_body_bytes: self.config.max_body_bytes,
+            limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
         }
     }
@@ -93,6 +96,7 @@ impl Builder {
             http: None,
             env: Arc::new(|name| std::env::var(name).ok()),
             graph_retry: None,
+            removal_checks: None,
             verify_key_vault_challenge: None,
             lease: LeaseOptions::default(),
             certificate_retry: Backoff::default(),
@@ -124,6 +128,12 @@ impl Builder {
     /// Graph's retry policy (tests shorten the waits).
     pub fn with_graph_retry(mut self, retry: RetryPolicy) -> Self {
         self.graph_retry = Some(retry);
+        self
+    }
+
+    /// Replaces the renewer's waits between the listing checks of a `subscriptionRemoved`.
+    pub fn with_removal_checks(mut self, waits: Vec<std::time::Duration>) -> Self {
+        self.removal_checks = Some(waits);
         self
     }
 
@@ -174,6 +184,7 @@ impl Builder {
             archive: archive.clone(),
             keys: keys.clone(),
             tokens,
+            max_items_per_request: self.config.limits.max_items_per_request,
         });
         Ok(App {
             config: self.config,
@@ -251,7 +262,11 @@ impl Builder {
             (backend.clone(), backend)
         }
         Ok(match &self.config.archive {
-            ArchiveConfig::Filesystem(dir) => both(archive::fs::FsArchive::open(dir).await?),
+            ArchiveConfig::Filesystem(dir) => {
+                let fs = Arc::new(archive::fs::FsArchive::open(dir).await?);
+                fs.sweep_in_background();
+                (fs.clone() as Arc<dyn Archive>, fs as Arc<dyn LeaseStore>)
+            }
             ArchiveConfig::BlobConnectionString {
                 connection_string,
                 container,
@@ -341,8 +356,11 @@ impl Builder {
             return Ok(None);
         }
         let graph = self.graph_client(http)?;
-        let renewer = Renewer::new(self.config.clone(), graph, keys, archive)?
+        let mut renewer = Renewer::new(self.config.clone(), graph, keys, archive)?
             .with_lease(leases, self.lease.clone());
+        if let Some(waits) = &self.removal_checks {
+            renewer = renewer.with_removal_checks(waits.clone());
+        }
         Ok(Some(Arc::new(renewer)))
     }
 }

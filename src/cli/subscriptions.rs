@@ -12,10 +12,13 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::graph::subscriptions::{
-    ApiVersion, DesiredEntry, DesiredSubscription, GraphClient, Subscription, default_lifetime,
-    evaluation_mode_warning, format_time, load_desired, matching_desired, payment_model,
+    ApiVersion, GraphClient, Subscription, default_lifetime, evaluation_mode_warning, format_time,
+    payment_model,
 };
-use crate::renewer::{self, Delivery, listing_version};
+use crate::renewer::{
+    self, Delivery, DesiredEntry, DesiredSubscription, listing_version, load_desired,
+    matching_desired,
+};
 use crate::startup::Builder;
 
 #[derive(Debug, Clone, Subcommand)]

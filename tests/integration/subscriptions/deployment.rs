@@ -191,20 +191,17 @@ async fn two_apps_on_one_blob_archive_never_reconcile_at_once() {
         runs.push(second.post("/renew", timer_body(false)));
     }
     let answers = futures::future::join_all(runs).await;
-    let mut created = 0;
     for answer in answers {
         assert_eq!(answer.status(), 200);
         let body: Value = answer.json().await.unwrap();
         assert!(body["ReturnValue"]["error"].is_null(), "{body}");
-        created += body["ReturnValue"]["created"].as_u64().unwrap();
     }
-    assert_eq!(
-        created, 3,
-        "each subscription created once, by one of the six runs"
-    );
+    // Each subscription was created once, by one of the two apps (runs within one app may join
+    // the reconcile already running there, so their reports are not summed).
     assert_eq!(h.fake.all().len(), 3);
     let arrivals = h.fake.arrivals();
-    assert!(arrivals.len() >= 6 * 1 + 3, "{} requests", arrivals.len());
+    // At least one reconcile per app: list and three creates, then a list.
+    assert!(arrivals.len() >= 5, "{} requests", arrivals.len());
     for pair in arrivals.windows(2) {
         let gap = pair[1].duration_since(pair[0]);
         assert!(

@@ -174,16 +174,10 @@ async fn recreate_if_gone(ctx: &Arc<Renewer>, id: &str) -> Reaction {
 
 async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
-    // The shared lease: no other instance changes Graph meanwhile.
-    let guard = match ctx.exclusive().await {
-        Ok(guard) => guard,
-        Err(e) => return Reaction::Failed(format!("reauthorize: {e}")),
-    };
     let (resource, version) = match find(ctx, id).await {
         Ok(Some((s, version))) => (Some(s.resource), version),
         Ok(None) => {
             tracing::info!(subscription_id = %escape(id), "reauthorization asked for a subscription Graph no longer lists; reconciling");
-            guard.release().await;
             return Reaction::Reconciled(ctx.reconcile_joined().await.0);
         }
         // Listing failed: try anyway, on the version the notification's resource suggests.
@@ -226,10 +220,7 @@ async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
             expiration: format_time(s.expiration_date_time),
         },
         // Gone: the reconcile recreates it (a renewal that answers 404 is a recreation).
-        Err(e) if e.is_not_found() => {
-            guard.release().await;
-            Reaction::Reconciled(ctx.reconcile_joined().await.0)
-        }
+        Err(e) if e.is_not_found() => Reaction::Reconciled(ctx.reconcile_joined().await.0),
         Err(e) => Reaction::Failed(format!("reauthorize: {reauthorize_error}; renew: {e}")),
     }
 }

@@ -17,9 +17,11 @@
 //!
 //! Subscriptions of this app that deliver elsewhere or that the file no longer lists are left
 //! alone (counted as `unmanaged`): they lapse at their expiry. A reconcile right after another
-//! changes nothing. Reconciles and lifecycle reactions never overlap: within a process one lock,
-//! across processes and instances a lease on the archive's storage ([`crate::archive::lease`]:
-//! a Blob lease, or a lock file), taken with a bounded wait. On Flex Consumption the timer and
+//! changes nothing. Reconciles (the timer's, `POST /renew`'s and those lifecycle reactions run)
+//! never overlap: within a process one lock, across processes and instances a lease on the
+//! archive's storage ([`crate::archive::lease`]: a Blob lease, or a lock file), taken with a
+//! bounded wait. A reauthorization is one idempotent call on one subscription and takes neither,
+//! so a slow Graph never holds the timer up behind reactions. On Flex Consumption the timer and
 //! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
 //! the duplicate rule above still repairs what an expired lease let through.
 

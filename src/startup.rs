@@ -1,5 +1,6 @@
 //! The builder (the composition root): the only place that constructs infrastructure. From a
-//! [`Config`] it makes one outbound HTTP client, at most one credential, the archive, the
+//! [`Config`] it makes one outbound HTTP client, a credential per audience (see
+//! [`crate::identity`]; one object when both audiences get the same kind), the archive, the
 //! certificate store, the validationTokens validator, the receiver and the renewer, and hands
 //! each module what it needs. `serve`, the operator's commands, the demo and the tests all start
 //! here, so they all run the production wiring. Nothing imports this module but `main` and `cli`.
@@ -11,6 +12,7 @@ use azure_core::http::{ClientOptions, Transport};
 
 use crate::alerts::delivery::Dispatcher;
 use crate::alerts::outbox::Outbox;
+use crate::archive::lease::{LeaseOptions, LeaseStore};
 use crate::archive::{self, Archive, ArchiveError};
 use crate::bot::auth::BotAuthenticator;
 use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
@@ -18,11 +20,11 @@ use crate::config::{ArchiveConfig, Config};
 use crate::functions::routes::AppState;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
 use crate::graph::tokens::TokenValidator;
-use crate::identity::{self, IdentityError};
+use crate::identity::{self, Audience, IdentityError};
 use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 use crate::keys::local::LocalSource;
-use crate::keys::{CertificateStore, KeyError};
+use crate::keys::{Backoff, CertificateStore, KeyError};
 use crate::meetings::{MeetingWatcher, MessagesPath};
 use crate::receiver::Receiver;
 use crate::renewer::{Clock, Renewer, SetupError};
@@ -64,7 +66,12 @@ pub struct Builder {
     removal_checks: Option<Vec<std::time::Duration>>,
     verify_key_vault_challenge: Option<bool>,
     renewer_clock: Option<Clock>,
-    credential: OnceLock<Arc<dyn TokenCredential>>,
+    lease: LeaseOptions,
+    certificate_retry: Backoff,
+    /// Key Vault and Blob's credential, built on first use.
+    azure_credential: OnceLock<Arc<dyn TokenCredential>>,
+    /// Graph's credential, built on first use (the same object when the kinds agree).
+    graph_credential: OnceLock<Arc<dyn TokenCredential>>,
 }
 
 /// The running service's parts, built once and shared.
@@ -108,7 +115,10 @@ impl Builder {
             removal_checks: None,
             verify_key_vault_challenge: None,
             renewer_clock: None,
-            credential: OnceLock::new(),
+            lease: LeaseOptions::default(),
+            certificate_retry: Backoff::default(),
+            azure_credential: OnceLock::new(),
+            graph_credential: OnceLock::new(),
         }
     }
 
@@ -157,17 +167,40 @@ impl Builder {
         self
     }
 
+    /// The renewer's lease timings (tests shorten the wait).
+    pub fn with_lease_options(mut self, lease: LeaseOptions) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often a certificate source that is not ready at start-up is tried again.
+    pub fn with_certificate_retry(mut self, backoff: Backoff) -> Self {
+        self.certificate_retry = backoff;
+        self
+    }
+
     /// The whole service.
     pub async fn build(self) -> Result<App, StartError> {
         let http = self.http_client()?;
-        let archive = self.archive(&http).await?;
-        let keys = Arc::new(self.certificate_store(&http).await?);
+        let (archive, leases) = self.storage(&http).await?;
+        let (keys, pending) = self.certificate_store_or_pending(&http).await?;
+        let keys = Arc::new(keys);
         if self.config.key_vault_url.is_some() {
             keys.spawn_periodic_refresh(KEY_VAULT_REFRESH);
         }
+        if let Some(e) = pending {
+            tracing::error!(
+                error = %e,
+                "no decryption certificate yet: the handler answers, rich notifications are quarantined, and the certificate source is retried in the background; quarantined items are replayed once it loads"
+            );
+            let replay_archive = archive.clone();
+            keys.spawn_until_loaded(self.certificate_retry.clone(), move |keys| async move {
+                let _ = crate::ops::replay::replay_unattended(&replay_archive, &keys).await;
+            });
+        }
         let tokens = token_validator(&self.config, http.clone());
         warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
-        let renewer = self.renewer(&http, keys.clone(), archive.clone())?;
+        let renewer = self.renewer(&http, keys.clone(), archive.clone(), leases)?;
         let alerts = self.alert_dispatcher(&http, archive.clone())?;
         if let Some(dispatcher) = &alerts {
             spawn_startup_sweep(dispatcher.clone());
@@ -207,43 +240,85 @@ impl Builder {
         }
     }
 
-    /// The app's credential, built on first use (Key Vault, Blob, Graph share it and its
-    /// token cache).
-    pub fn credential(
+    /// The credential for Key Vault and Blob: managed or workload identity, never the Graph
+    /// app's client secret (the roles in `infra/` are the managed identity's).
+    pub fn azure_credential(
         &self,
         http: &reqwest::Client,
     ) -> Result<Arc<dyn TokenCredential>, StartError> {
-        if let Some(c) = self.credential.get() {
+        if let Some(c) = self.azure_credential.get() {
             return Ok(c.clone());
         }
         let env = self.env.clone();
-        let (credential, _) = identity::credential_with(&self.config, |n| env(n), http.clone())?;
-        Ok(self.credential.get_or_init(|| credential).clone())
+        let (credential, kind) = identity::credential_for(
+            Audience::AzureResources,
+            &self.config,
+            |n| env(n),
+            http.clone(),
+        )?;
+        tracing::info!(credential = kind.as_str(), "Key Vault and Blob identity");
+        Ok(self.azure_credential.get_or_init(|| credential).clone())
+    }
+
+    /// The credential for Graph: the client secret when `GRAPH_CLIENT_SECRET` is set, else the
+    /// very object Key Vault and Blob use.
+    pub fn graph_credential(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Arc<dyn TokenCredential>, StartError> {
+        if let Some(c) = self.graph_credential.get() {
+            return Ok(c.clone());
+        }
+        let env = self.env.clone();
+        let graph = identity::kind_for(Audience::Graph, &self.config, |n| env(n));
+        let azure = identity::kind_for(Audience::AzureResources, &self.config, |n| env(n));
+        let credential = if graph == azure {
+            self.azure_credential(http)?
+        } else {
+            identity::credential_for(Audience::Graph, &self.config, |n| env(n), http.clone())?.0
+        };
+        tracing::info!(credential = graph.as_str(), "Graph identity");
+        Ok(self.graph_credential.get_or_init(|| credential).clone())
     }
 
     /// The configured archive (creating the directory or container if missing).
     pub async fn archive(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
+        Ok(self.storage(http).await?.0)
+    }
+
+    /// The configured archive and the leases on its storage (one backend, two roles).
+    pub async fn storage(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(Arc<dyn Archive>, Arc<dyn LeaseStore>), StartError> {
+        fn both<T: Archive + LeaseStore + 'static>(
+            backend: T,
+        ) -> (Arc<dyn Archive>, Arc<dyn LeaseStore>) {
+            let backend = Arc::new(backend);
+            (backend.clone(), backend)
+        }
         Ok(match &self.config.archive {
             ArchiveConfig::Filesystem(dir) => {
                 let fs = Arc::new(archive::fs::FsArchive::open(dir).await?);
                 fs.sweep_in_background();
-                fs
+                (fs.clone() as Arc<dyn Archive>, fs as Arc<dyn LeaseStore>)
             }
             ArchiveConfig::BlobConnectionString {
                 connection_string,
                 container,
-            } => Arc::new(
+            } => both(
                 archive::blob::BlobArchive::from_connection_string(connection_string, container)
                     .await?,
             ),
             ArchiveConfig::BlobAccountUrl {
                 account_url,
                 container,
-            } => Arc::new(
-                archive::blob::BlobArchive::from_account_url_with_credential(
+            } => both(
+                archive::blob::BlobArchive::from_account_url_via(
                     account_url,
                     container,
-                    self.credential(http)?,
+                    self.azure_credential(http)?,
+                    Some(http.clone()),
                 )
                 .await?,
             ),
@@ -255,6 +330,18 @@ impl Builder {
         &self,
         http: &reqwest::Client,
     ) -> Result<CertificateStore, StartError> {
+        match self.certificate_store_or_pending(http).await? {
+            (_, Some(e)) => Err(e.into()),
+            (store, None) => Ok(store),
+        }
+    }
+
+    /// Like [`Self::certificate_store`], but a Key Vault that yields no key yet is a store
+    /// without keys (and the reason), not an error: the service starts and retries.
+    async fn certificate_store_or_pending(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(CertificateStore, Option<KeyError>), StartError> {
         let config = &self.config;
         if config.key_vault_url.is_some() || config.certificate_name.is_some() {
             let options = KeyVaultOptions {
@@ -262,18 +349,19 @@ impl Builder {
                 verify_challenge_resource: self.verify_key_vault_challenge,
             };
             if let Some(source) =
-                KeyVaultSource::from_config(config, self.credential(http)?, options)?
+                KeyVaultSource::from_config(config, self.azure_credential(http)?, options)?
             {
-                return Ok(CertificateStore::from_key_vault(source).await?);
+                return Ok(CertificateStore::from_key_vault_or_pending(source).await);
             }
         }
         if !config.local_certificates.is_empty() {
-            return Ok(CertificateStore::from_local(LocalSource {
+            let store = CertificateStore::from_local(LocalSource {
                 certificates: config.local_certificates.clone(),
                 password: config.certificate_password.clone(),
-            })?);
+            })?;
+            return Ok((store, None));
         }
-        Ok(CertificateStore::empty())
+        Ok((CertificateStore::empty(), None))
     }
 
     /// The Graph subscriptions client, with the app's credential.
@@ -281,7 +369,7 @@ impl Builder {
         let graph = GraphClient::new(
             http.clone(),
             &self.config.graph_endpoint,
-            self.credential(http)?,
+            self.graph_credential(http)?,
         );
         Ok(match &self.graph_retry {
             Some(retry) => graph.with_retry(retry.clone()),
@@ -296,6 +384,7 @@ impl Builder {
         http: &reqwest::Client,
         keys: Arc<CertificateStore>,
         archive: Arc<dyn Archive>,
+        leases: Arc<dyn LeaseStore>,
     ) -> Result<Option<Arc<Renewer>>, StartError> {
         let config = &self.config;
         let meetings = config.bot.as_ref().map(|b| b.meeting_grace);
@@ -314,7 +403,8 @@ impl Builder {
             }
         }
         let graph = self.graph_client(http)?;
-        let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?;
+        let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?
+            .with_lease(leases, self.lease.clone());
         if let Some(waits) = &self.removal_checks {
             renewer = renewer.with_removal_checks(waits.clone());
         }

@@ -63,7 +63,7 @@ const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap()
 /// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
 pub struct BlobArchive {
     /// The container client; blob clients are derived per request.
-    container: BlobContainerClient,
+    pub(super) container: BlobContainerClient,
     /// The container URL without query, for people and logs.
     location: String,
     /// `maxresults` of a listing page; `None` = the service default (5000).
@@ -98,6 +98,17 @@ impl BlobArchive {
         container: &str,
         credential: Arc<dyn TokenCredential>,
     ) -> Result<Self, ArchiveError> {
+        Self::from_account_url_via(account_url, container, credential, None).await
+    }
+
+    /// Like [`Self::from_account_url_with_credential`], sending through `http` when given (the
+    /// builder's one client, which trusts `SSL_CERT_FILE`).
+    pub async fn from_account_url_via(
+        account_url: &str,
+        container: &str,
+        credential: Arc<dyn TokenCredential>,
+        http: Option<reqwest::Client>,
+    ) -> Result<Self, ArchiveError> {
         let endpoint = Url::parse(account_url.trim())
             .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
         if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
@@ -115,7 +126,12 @@ impl BlobArchive {
             ));
         }
         let url = container_url(&endpoint, container)?;
-        let client = BlobContainerClient::new(url, Some(credential), Some(client_options(None)))
+        let mut options = client_options(None);
+        if let Some(http) = http {
+            options.client_options.transport =
+                Some(azure_core::http::Transport::new(Arc::new(http)));
+        }
+        let client = BlobContainerClient::new(url, Some(credential), Some(options))
             .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
         Self::open(client).await
     }
@@ -310,13 +326,13 @@ impl Policy for TryTimeout {
     }
 }
 
-fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
+pub(super) fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == code.as_ref())
 }
 
 /// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
 /// errors quote the request URL, SAS signature included, so their text is never used.
-fn reason(e: &azure_core::Error) -> String {
+pub(super) fn reason(e: &azure_core::Error) -> String {
     match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..

@@ -4,10 +4,14 @@
 //! [`blob::BlobArchive`] (Azure Blob Storage through the official `azure_storage_blob` crate).
 //! Every write is create-if-absent under a content-addressed name ([`ObjectName`]), so Graph's
 //! resends of the same notification are one object, and "already exists" counts as success.
+//! Both backends also hold [`lease::LeaseStore`] leases (one renewer at a time across instances).
 
 pub mod blob;
+mod blob_lease;
 pub mod connection_string;
 pub mod fs;
+mod fs_lease;
+pub mod lease;
 pub mod records;
 pub mod sas;
 

@@ -17,8 +17,13 @@
 //!
 //! Subscriptions of this app that deliver elsewhere or that the file no longer lists are left
 //! alone (counted as `unmanaged`): they lapse at their expiry. A reconcile right after another
-//! changes nothing. Reconciles never overlap within a process (one lock); across instances the
-//! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
+//! changes nothing. Reconciles (the timer's, `POST /renew`'s and those lifecycle reactions run)
+//! never overlap: within a process one lock, across processes and instances a lease on the
+//! archive's storage ([`crate::archive::lease`]: a Blob lease, or a lock file), taken with a
+//! bounded wait. A reauthorization is one idempotent call on one subscription and takes neither,
+//! so a slow Graph never holds the timer up behind reactions. On Flex Consumption the timer and
+//! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
+//! the duplicate rule above still repairs what an expired lease let through.
 
 pub mod desired;
 pub mod gate;
@@ -36,9 +41,10 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::archive::Archive;
+use crate::archive::lease::{self, Lease, LeaseError, LeaseOptions, LeaseStore};
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::GraphClient;
+use crate::graph::subscriptions::{GraphClient, evaluation_mode_warning};
 use crate::keys::CertificateStore;
 use crate::logging::escape;
 pub use desired::{
@@ -129,6 +135,23 @@ pub struct Renewer {
     pub reactions: ReactionGate,
     /// Waits before each look at Graph's listing that must confirm a `subscriptionRemoved`.
     pub removal_checks: Vec<Duration>,
+    /// Serializes it across processes and instances: a lease on the archive's storage.
+    lease: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
+}
+
+/// The right to change Graph: this process's lock and, when configured, the shared lease.
+pub struct Exclusive<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    lease: Option<Lease>,
+}
+
+impl Exclusive<'_> {
+    /// Gives both up (the lease at once, rather than in the background on drop).
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
 }
 
 /// The time now; replaceable so tests can move it.
@@ -162,6 +185,7 @@ impl Renewer {
             clock: Arc::new(OffsetDateTime::now_utc),
             pending: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
+            lease: None,
             reconciles: SingleFlight::default(),
             reactions: ReactionGate::default(),
             removal_checks: REMOVAL_CHECKS.to_vec(),
@@ -170,11 +194,18 @@ impl Renewer {
         // A missing or broken desired file never takes the receiver down: it is said loudly
         // now, and every timer run reports it in its Logs until it is fixed.
         match renewer.desired() {
-            Ok(desired) => tracing::info!(
-                subscriptions = desired.len(),
-                graph = %renewer.config.graph_endpoint,
-                "renewer ready"
-            ),
+            Ok(desired) => {
+                tracing::info!(
+                    subscriptions = desired.len(),
+                    graph = %renewer.config.graph_endpoint,
+                    "renewer ready"
+                );
+                for d in &desired {
+                    if let Some(warning) = evaluation_mode_warning(&d.resource) {
+                        tracing::warn!("{warning}");
+                    }
+                }
+            }
             Err(e) => tracing::error!(
                 error = %e,
                 "the desired subscriptions cannot be read: the renewer reports this at every run until it is fixed"
@@ -257,9 +288,26 @@ impl Renewer {
         Delivery::from_config(&self.config)
     }
 
-    /// Holds off other Graph-changing work of this process while the guard lives.
-    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.lock.lock().await
+    /// Takes the lease `store` holds for every instance before any Graph-changing work.
+    pub fn with_lease(mut self, store: Arc<dyn LeaseStore>, options: LeaseOptions) -> Self {
+        self.lease = Some((store, options));
+        self
+    }
+
+    /// Holds off other Graph-changing work, of this process and of every instance sharing the
+    /// lease, while the guard lives. Fails when another instance keeps the lease past the wait.
+    pub async fn exclusive(&self) -> Result<Exclusive<'_>, LeaseError> {
+        let local = self.lock.lock().await;
+        let lease = match &self.lease {
+            Some((store, options)) => {
+                Some(lease::acquire(store.as_ref(), &lease::renewer_lease(), options).await?)
+            }
+            None => None,
+        };
+        Ok(Exclusive {
+            _local: local,
+            lease,
+        })
     }
 
     /// Replaces the waits between the listing checks of a `subscriptionRemoved`.
@@ -290,7 +338,22 @@ impl Renewer {
     /// A reconcile that treats the subscriptions `removed` as gone even if Graph still lists
     /// them (a `subscriptionRemoved` notification can arrive before the listing forgets them).
     pub async fn reconcile_excluding(&self, removed: &HashSet<String>) -> Report {
-        let _guard = self.exclusive().await;
+        let guard = match self.exclusive().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile not run");
+                let mut report = Report::new(OffsetDateTime::now_utc());
+                report.error_transient = matches!(e, LeaseError::Storage { .. });
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
+        let report = self.reconcile_locked(removed).await;
+        guard.release().await;
+        report
+    }
+
+    async fn reconcile_locked(&self, removed: &HashSet<String>) -> Report {
         // From here on, a meeting event needs a reconcile of its own to be seen.
         self.pending.store(false, Ordering::SeqCst);
         let now = (self.clock)();

@@ -7,6 +7,8 @@
 //! - present: renew it when less than [`ReconcileOptions::renew_when_remaining`] of its lifetime
 //!   is left, and move it to the current certificate when it still uses another one (one PATCH);
 //!   a 404 on that PATCH means Graph lost it: create it again;
+//! - present on another payment model (`?model=`, metered Teams APIs): Graph cannot change the
+//!   model of a subscription, so it is deleted and created again on the desired one;
 //! - several present (a lost race, a retried create): keep the one that lives longest, delete
 //!   the others, so no notification is archived twice under two subscription ids.
 //!
@@ -25,7 +27,7 @@ use super::report::{Action, ActionRecord, Failure, Report};
 use crate::config::ReconcileOptions;
 use crate::graph::subscriptions::{
     ApiVersion, EncryptionCertificate, GraphClient, NewSubscription, Subscription,
-    SubscriptionUpdate,
+    SubscriptionUpdate, evaluation_mode_warning, payment_model,
 };
 use crate::keys::CertificateStore;
 
@@ -78,6 +80,13 @@ pub async fn reconcile_plan(
 ) -> Report {
     let (desired, now) = (plan.desired, plan.now);
     let mut report = Report::new(now);
+    for warning in desired
+        .iter()
+        .filter_map(|d| evaluation_mode_warning(&d.resource))
+    {
+        tracing::warn!("{warning}");
+        report.warnings.push(warning);
+    }
     // Meeting subscriptions live on beta: list there when some are to be retired.
     let listing = if plan.retire.is_empty() {
         listing_version(desired)
@@ -266,10 +275,11 @@ impl Run<'_> {
         existing: &Subscription,
         claimed: &mut HashSet<String>,
     ) -> ActionRecord {
-        // includeResourceData cannot be patched: replace the subscription.
+        // includeResourceData and the payment model cannot be patched: replace the subscription.
         if existing
             .include_resource_data
             .is_some_and(|rich| rich != d.include_resource_data)
+            || payment_model(&existing.resource) != d.model()
         {
             return self.replace(d, existing, claimed).await;
         }

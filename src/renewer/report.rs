@@ -15,7 +15,7 @@ pub enum Action {
     /// Created where none existed.
     Created,
     /// Created again in place of one Graph lost (404 on renewal, expired, removed) or that could
-    /// not be changed in place (includeResourceData or changeType differ).
+    /// not be changed in place (includeResourceData, changeType or the payment model differ).
     Recreated,
     /// `expirationDateTime` extended.
     Renewed,
@@ -191,6 +191,9 @@ pub struct Report {
     pub error: Option<String>,
     /// The run-level error may go away on retry.
     pub error_transient: bool,
+    /// What works today but will stop (metered Teams APIs in evaluation mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -203,6 +206,7 @@ impl Report {
             actions: Vec::new(),
             error: None,
             error_transient: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -258,6 +262,7 @@ impl Report {
         if let Some(e) = &self.error {
             lines.push(format!("renew: reconcile failed: {e}"));
         }
+        lines.extend(self.warnings.iter().map(|w| format!("renew: warning: {w}")));
         lines.extend(self.actions.iter().map(|a| format!("renew: {}", a.line())));
         lines.push(format!(
             "renew: {} listed, {} changes, {} unchanged, {} failed, {} unmanaged",

@@ -153,6 +153,10 @@ struct GraphInner {
     /// Replaces the `@odata.nextLink` host (to test that the client refuses to follow it).
     foreign_next_link: Option<String>,
     base: String,
+    /// Every answer waits this long (to see whether two renewers' requests interleave).
+    delay: Option<Duration>,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 /// Graph's subscriptions API, with state.
@@ -205,6 +209,16 @@ impl FakeGraph {
 
     pub fn set_page_size(&self, n: usize) {
         self.inner.lock().unwrap().page_size = n;
+    }
+
+    /// Delays every answer by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.lock().unwrap().delay = Some(delay);
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.inner.lock().unwrap().arrivals.clone()
     }
 
     pub fn set_foreign_next_link(&self, base: &str) {
@@ -293,7 +307,8 @@ impl FakeGraph {
         }
         let resource = body["resource"].as_str().unwrap().to_string();
         let kind = classify(&resource);
-        if version == "v1.0" && kind != "teams" {
+        // Emergency call events exist on v1.0 and beta; meeting call events on beta only.
+        if version == "v1.0" && kind == "meeting" {
             return graph_error(
                 400,
                 "BadRequest",
@@ -425,6 +440,21 @@ impl FakeGraph {
 
 impl Respond for FakeGraph {
     fn respond(&self, req: &Request) -> ResponseTemplate {
+        let delay = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.arrivals.push(std::time::Instant::now());
+            inner.delay
+        };
+        let answer = self.answer(req);
+        match delay {
+            Some(d) => answer.set_delay(d),
+            None => answer,
+        }
+    }
+}
+
+impl FakeGraph {
+    fn answer(&self, req: &Request) -> ResponseTemplate {
         let authorized = req
             .headers
             .get("authorization")

@@ -174,16 +174,28 @@ impl Builder {
         Ok(self.credential.get_or_init(|| credential).clone())
     }
 
-    /// The configured archive (creating the directory or container if missing).
+    /// The configured archive (creating the directory or container if missing), behind the
+    /// memory of recently archived names that lets resends skip their work.
     pub async fn archive(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
+        Ok(Arc::new(archive::recent::RecentlyArchived::new(
+            self.backend(http).await?,
+            archive::recent::DEFAULT_CAPACITY,
+        )))
+    }
+
+    async fn backend(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
         Ok(match &self.config.archive {
             ArchiveConfig::Filesystem(dir) => Arc::new(archive::fs::FsArchive::open(dir).await?),
             ArchiveConfig::BlobConnectionString {
                 connection_string,
                 container,
             } => Arc::new(
-                archive::blob::BlobArchive::from_connection_string(connection_string, container)
-                    .await?,
+                archive::blob::BlobArchive::from_connection_string_with(
+                    connection_string,
+                    container,
+                    Some(Transport::new(Arc::new(http.clone()))),
+                )
+                .await?,
             ),
             ArchiveConfig::BlobAccountUrl {
                 account_url,
@@ -193,6 +205,7 @@ impl Builder {
                     account_url,
                     container,
                     self.credential(http)?,
+                    Some(Transport::new(Arc::new(http.clone()))),
                 )
                 .await?,
             ),

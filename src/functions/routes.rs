@@ -138,6 +138,7 @@ where
                 dropped_client_state = receipt.dropped_client_state,
                 rejected = receipt.rejected,
                 duplicates = receipt.duplicates,
+                resent = receipt.resent,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "notifications accepted"
             );

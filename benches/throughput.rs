@@ -96,6 +96,7 @@ async fn receiver(
         archive,
         keys: Arc::new(keys),
         tokens,
+        max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
     }
 }
 
@@ -118,7 +119,10 @@ async fn bench_basic(batch: usize, total: usize) -> f64 {
         .collect();
     let started = Instant::now();
     for body in &bodies {
-        let receipt = r.receive(Endpoint::Notifications, body).await.unwrap();
+        let receipt = r
+            .receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body))
+            .await
+            .unwrap();
         assert_eq!(receipt.events, batch);
     }
     total as f64 / started.elapsed().as_secs_f64()
@@ -343,8 +347,11 @@ fn main() {
         CertificateStore::from_keys(vec![clone_key(&rich.key)]),
         Some(rich.validator.clone()),
     ));
-    rt.block_on(warmer.receive(Endpoint::Notifications, &warm[0]))
-        .unwrap();
+    rt.block_on(warmer.receive(
+        Endpoint::Notifications,
+        bytes::Bytes::copy_from_slice(&warm[0]),
+    ))
+    .unwrap();
     if std::env::var("BENCH_ONLY").as_deref() == Ok("profile-path") {
         profile_path(&rt, &rich);
         return;
@@ -379,11 +386,14 @@ fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
         archive: Arc::new(Discard),
         keys: rich.store(),
         tokens: Some(rich.validator.clone()),
+        max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
     };
     for _ in 0..5 {
         for body in &bodies {
-            rt.block_on(discard.receive(Endpoint::Notifications, body))
-                .unwrap();
+            rt.block_on(
+                discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)),
+            )
+            .unwrap();
         }
     }
 }
@@ -403,7 +413,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let wall0 = Instant::now();
     for body in &bodies {
         let receipt = rt
-            .block_on(r.receive(Endpoint::Notifications, body))
+            .block_on(r.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
             .unwrap();
         assert_eq!(receipt.events, batch, "{receipt:?}");
     }
@@ -417,10 +427,11 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
         archive: Arc::new(Discard),
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
+        max_items_per_request: r.max_items_per_request,
     };
     let cpu0 = cpu_time();
     for body in &bodies {
-        rt.block_on(discard.receive(Endpoint::Notifications, body))
+        rt.block_on(discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
             .unwrap();
     }
     let no_storage_per_core = total as f64 / (cpu_time() - cpu0).as_secs_f64();
@@ -438,7 +449,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
 
     // Latency of batches of 100 over HTTP on loopback (the real server).
     let dir2 = archive_dir();
-    let keys2 = CertificateStore::from_keys(vec![clone_key(&key)]);
+    let keys2 = CertificateStore::from_keys(vec![clone_key(key)]);
     let r2 = rt.block_on(receiver(&dir2, keys2, Some(rich.validator.clone())));
     let latency = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -449,6 +460,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
         let state = teams_notifications::functions::routes::AppState {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
+            limits: Default::default(),
             renewer: None,
         };
         tokio::spawn(teams_notifications::functions::routes::run(

@@ -207,6 +207,8 @@ var contractSettings = {
   RENEW_SCHEDULE: renewSchedule
   RENEW_WHEN_REMAINING: renewWhenRemaining
   RUST_LOG: rustLog
+  // One JSON object per line: what Application Insights ingests best.
+  LOG_FORMAT: 'json'
 }
 var handlerSettings = union(contractSettings, graphSecretSettings)
 

@@ -99,6 +99,7 @@ impl Setup<'_> {
             archive,
             keys: self.keys.clone(),
             tokens: Some(self.tokens.clone()),
+            max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
         }
     }
 
@@ -109,7 +110,10 @@ impl Setup<'_> {
             futures::stream::iter(self.bodies)
                 .map(|body| async move {
                     let started = Instant::now();
-                    let receipt = r.receive(Endpoint::Notifications, body).await.unwrap();
+                    let receipt = r
+                        .receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body))
+                        .await
+                        .unwrap();
                     assert_eq!(receipt.quarantined + receipt.rejected, 0, "{receipt:?}");
                     started.elapsed()
                 })

@@ -42,6 +42,7 @@ fn receiver(
         archive,
         keys: keys.clone(),
         tokens: Some(tokens.clone()),
+        max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
     }
 }
 
@@ -63,7 +64,7 @@ pub fn measure(
         let cpu0 = cpu_time();
         for body in bodies {
             let receipt = rt
-                .block_on(r.receive(Endpoint::Notifications, body))
+                .block_on(r.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
                 .unwrap();
             assert_eq!(receipt.events, batch, "{receipt:?}");
             assert_eq!(receipt.resent, resent, "{receipt:?}");

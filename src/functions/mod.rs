@@ -4,8 +4,10 @@
 //!   timer invocations), thin handlers mapping outcomes to statuses;
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
-//! - [`timer`]: the `renew` timer function on top of the renewer.
+//! - [`timer`]: the `renew` timer function on top of the renewer;
+//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain.
 
+pub mod connections;
 pub mod invocation;
 pub mod routes;
 pub mod timer;

@@ -1,5 +1,5 @@
-//! The notification path, top to bottom: parse -> clientState -> validationTokens -> persist the
-//! raw batch -> decrypt -> archive. The HTTP layer (`server`) only reads the body and maps the
+//! The notification path, top to bottom: first pass (count, clientState) -> validationTokens ->
+//! persist the raw batch -> decrypt -> archive. The HTTP layer (`server`) only reads the body and maps the
 //! outcome to a status; every step here is a call into its module.
 //!
 //! Invariants:
@@ -7,11 +7,13 @@
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
-use std::collections::HashMap;
+mod intake;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::records::{
@@ -20,9 +22,13 @@ use crate::archive::records::{
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
-use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
+use crate::graph::notification::{ChangeNotification, ParseError};
+use crate::graph::screening::ScreenError;
 use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
+use crate::logging::escape;
+
+pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 mod resend;
 
@@ -42,6 +48,8 @@ pub struct Receipt {
     pub items: usize,
     /// Items dropped for a wrong or missing clientState.
     pub dropped_client_state: usize,
+    /// Items identical to an earlier one of the same body (handled once).
+    pub repeated: usize,
     /// Items whose batch failed validationTokens (stored under `rejected/`, never as events).
     pub rejected: usize,
     /// Items archived as events (new or already there).
@@ -67,6 +75,9 @@ pub enum ReceiveError {
     /// 400: the body is not a notification collection.
     #[error("{0}")]
     BadRequest(#[from] ParseError),
+    /// 413: more items than `MAX_ITEMS_PER_REQUEST`.
+    #[error("{0}")]
+    TooMany(ScreenError),
     /// 503: something could not be persisted; Graph will retry.
     #[error("{0}")]
     Unavailable(#[from] ArchiveError),
@@ -116,7 +127,8 @@ impl Batch {
         }
     }
 
-    /// The records of the items that need no key: lifecycle notifications and basic events.
+    /// The records of the items that need no key: lifecycle notifications and basic events
+    /// (CPU work: called on the blocking pool).
     fn verified_entries(&self, received_at: &str) -> Vec<Pending> {
         let mut pending =
             Vec::with_capacity(self.lifecycle.len() + self.basic.len() + self.rich.len() + 1);
@@ -147,6 +159,8 @@ pub struct Receiver {
     /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
     /// genuine, so they are rejected.
     pub tokens: Option<Arc<TokenValidator>>,
+    /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
+    pub max_items_per_request: usize,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -164,6 +178,8 @@ pub(crate) struct Pending {
     pub(crate) name: ObjectName,
     pub(crate) body: Bytes,
     outcome: Outcome,
+    /// For a quarantined item: the reason code and the subscription id (for the summary line).
+    pub(crate) quarantined: Option<(&'static str, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -175,24 +191,28 @@ enum Outcome {
 }
 
 impl Receiver {
-    /// Runs a body through the notification path, top to bottom.
-    pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
+    /// Runs a body through the notification path, top to bottom. The CPU-heavy steps (the
+    /// first pass over the body, building items and records, decryption) run on the blocking
+    /// pool, so the async workers stay free for readiness polls and handshakes.
+    pub async fn receive(&self, endpoint: Endpoint, body: Bytes) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
-        let collection = parse_collection(body)?;
+        let intake = self.intake(body).await?;
         let mut receipt = Receipt {
-            items: collection.value.len(),
+            items: intake.items,
+            dropped_client_state: intake.dropped.count,
+            repeated: intake.repeated,
             ..Receipt::default()
         };
-        let accepted = self.accept(collection.value, &mut receipt);
-        if accepted.is_empty() {
+        log_dropped(&intake.dropped, self.client_state.is_none());
+        if intake.accepted.is_empty() {
             return Ok(receipt);
         }
-        let batch = Batch::sort(endpoint, accepted);
+        let batch = Batch::sort(endpoint, intake.accepted);
 
         // validationTokens: once per request, only when the batch carries resource data.
         if !batch.rich.is_empty()
             && let Err(rejection) = self
-                .check_tokens(&collection.validation_tokens, &batch.rich)
+                .check_tokens(&intake.validation_tokens, &batch.rich)
                 .await
         {
             self.reject(&received_at, batch, rejection, &mut receipt)
@@ -200,7 +220,13 @@ impl Receiver {
             return Ok(receipt);
         }
 
-        let mut pending = batch.verified_entries(&received_at);
+        let at = received_at.clone();
+        let (mut pending, batch) = tokio::task::spawn_blocking(move || {
+            let pending = batch.verified_entries(&at);
+            (pending, batch)
+        })
+        .await
+        .expect("building records never panics");
         receipt.lifecycle_items = batch.lifecycle;
         if batch.rich.is_empty() {
             self.write_all(pending, &mut receipt).await?;
@@ -223,31 +249,22 @@ impl Receiver {
             self.decrypt_batch(&received_at, fresh)
         );
         written?;
+        log_quarantined(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
         Ok(receipt)
     }
 
-    /// The items whose clientState is ours; the others are counted and dropped.
-    fn accept(
-        &self,
-        items: Vec<ChangeNotification>,
-        receipt: &mut Receipt,
-    ) -> Vec<ChangeNotification> {
-        items
-            .into_iter()
-            .filter(|item| {
-                let ok = self.client_state_matches(item.client_state.as_deref());
-                if !ok {
-                    receipt.dropped_client_state += 1;
-                    tracing::warn!(
-                        subscription_id = %item.subscription_id,
-                        reason = if self.client_state.is_none() { "NOTIFICATION_CLIENT_STATE is not configured" } else { "clientState does not match" },
-                        "notification dropped"
-                    );
-                }
-                ok
+    /// The first pass (see [`intake`]), on the blocking pool.
+    async fn intake(&self, body: Bytes) -> Result<intake::Intake, ReceiveError> {
+        let check = ClientStateCheck::new(self.client_state.as_ref());
+        let max_items = self.max_items_per_request;
+        tokio::task::spawn_blocking(move || intake::intake(&body, max_items, &check))
+            .await
+            .expect("the first pass never panics")
+            .map_err(|e| match e {
+                IntakeError::TooMany(e) => ReceiveError::TooMany(e),
+                IntakeError::BadRequest(e) => ReceiveError::BadRequest(e),
             })
-            .collect()
     }
 
     /// Keeps a batch whose validationTokens failed under `rejected/`, as evidence only.
@@ -260,7 +277,7 @@ impl Receiver {
     ) -> Result<(), ArchiveError> {
         let all: Vec<ChangeNotification> = batch.into_items();
         receipt.rejected = all.len();
-        tracing::warn!(items = all.len(), reason = %rejection, code = rejection.code(), "batch rejected: validationTokens");
+        tracing::warn!(items = all.len(), reason = %escape(&rejection.to_string()), code = rejection.code(), "batch rejected: validationTokens");
         let canonicals: Vec<Vec<u8>> = all.iter().map(ChangeNotification::canonical).collect();
         let name = records::batch_name(
             Kind::Rejected,
@@ -278,16 +295,6 @@ impl Receiver {
             .await?;
         receipt.rejection = Some(rejection);
         Ok(())
-    }
-
-    fn client_state_matches(&self, got: Option<&str>) -> bool {
-        match (&self.client_state, got) {
-            (Some(expected), Some(got)) => {
-                let expected = expected.expose_secret().as_bytes();
-                expected.len() == got.len() && openssl::memcmp::eq(expected, got.as_bytes())
-            }
-            _ => false,
-        }
     }
 
     /// Every token valid, and every rich item's tenant covered by one.
@@ -420,6 +427,7 @@ fn raw_entry(received_at: &str, rich: &[ChangeNotification], canonicals: &[Vec<u
         ),
         body: records::raw_record_json(received_at, canonicals),
         outcome: Outcome::Other,
+        quarantined: None,
     }
 }
 
@@ -437,6 +445,7 @@ fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
         name: records::item_name(Kind::Lifecycle, item, &canonical),
         body: records::to_json(&record),
         outcome: Outcome::Lifecycle,
+        quarantined: None,
     }
 }
 
@@ -475,10 +484,7 @@ pub(crate) fn rich_entry(
                 Some((key.id.clone(), payload)),
             )
         }
-        Err(e) => {
-            tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
-            quarantine_entry(received_at, item, &canonical, &e)
-        }
+        Err(e) => quarantine_entry(received_at, item, &canonical, &e),
     }
 }
 
@@ -509,6 +515,7 @@ fn event_entry(
         name: records::item_name(Kind::Events, item, canonical),
         body: records::to_json(&record),
         outcome: Outcome::Event,
+        quarantined: None,
     }
 }
 
@@ -519,6 +526,7 @@ fn quarantine_entry(
     reason: &DecryptError,
 ) -> Pending {
     let name = records::item_name(Kind::Quarantine, &item, canonical);
+    let quarantined = Some((reason.code(), item.subscription_id.clone()));
     let record = QuarantineRecord {
         received_at: received_at.to_string(),
         reason: reason.to_string(),
@@ -529,7 +537,61 @@ fn quarantine_entry(
         name,
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
+        quarantined,
     }
+}
+
+/// Outside values named in a summary line, escaped: `[a, b\n, c]`.
+struct Ids<'a>(&'a [String]);
+
+impl std::fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, id) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}", escape(id))?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// One line per request for the items dropped by the clientState check, never one per item.
+fn log_dropped(dropped: &Dropped, unconfigured: bool) {
+    if dropped.count == 0 {
+        return;
+    }
+    tracing::warn!(
+        count = dropped.count,
+        reason = if unconfigured {
+            "NOTIFICATION_CLIENT_STATE is not configured"
+        } else {
+            "clientState does not match"
+        },
+        first_subscription_ids = %Ids(&dropped.first_ids),
+        "notifications dropped"
+    );
+}
+
+/// One line per request for the quarantined items: how many, why, and the first few ids.
+fn log_quarantined(pending: &[Pending]) {
+    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_ids = Vec::new();
+    for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
+        *codes.entry(code).or_default() += 1;
+        if first_ids.len() < intake::NAMED_IN_SUMMARY {
+            first_ids.push(id.clone());
+        }
+    }
+    if codes.is_empty() {
+        return;
+    }
+    let reasons: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+    tracing::warn!(
+        count = codes.values().sum::<usize>(),
+        reasons = %reasons.join(","),
+        first_subscription_ids = %Ids(&first_ids),
+        "notifications quarantined"
+    );
 }
 
 pub fn now_rfc3339() -> String {

@@ -5,7 +5,9 @@
 mod archive;
 mod azurite;
 mod cli;
+mod faults;
 mod keyvault;
+mod properties;
 mod rich;
 mod server;
 mod subscriptions;

@@ -281,13 +281,28 @@ impl Builder {
         Ok(self.graph_credential.get_or_init(|| credential).clone())
     }
 
-    /// The configured archive (creating the directory or container if missing).
+    /// The configured archive (creating the directory or container if missing), behind the
+    /// memory of recently archived names that lets resends skip their work.
     pub async fn archive(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
-        Ok(self.storage(http).await?.0)
+        let (archive, _) = self.storage(http).await?;
+        Ok(archive)
     }
 
-    /// The configured archive and the leases on its storage (one backend, two roles).
+    /// The configured archive (behind the memory of recently archived names) and the leases on
+    /// its storage (one backend, two roles).
     pub async fn storage(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(Arc<dyn Archive>, Arc<dyn LeaseStore>), StartError> {
+        let (backend, leases) = self.backend(http).await?;
+        let archive: Arc<dyn Archive> = Arc::new(archive::recent::RecentlyArchived::new(
+            backend,
+            archive::recent::DEFAULT_CAPACITY,
+        ));
+        Ok((archive, leases))
+    }
+
+    async fn backend(
         &self,
         http: &reqwest::Client,
     ) -> Result<(Arc<dyn Archive>, Arc<dyn LeaseStore>), StartError> {
@@ -307,18 +322,22 @@ impl Builder {
                 connection_string,
                 container,
             } => both(
-                archive::blob::BlobArchive::from_connection_string(connection_string, container)
-                    .await?,
+                archive::blob::BlobArchive::from_connection_string_with(
+                    connection_string,
+                    container,
+                    Some(Transport::new(Arc::new(http.clone()))),
+                )
+                .await?,
             ),
             ArchiveConfig::BlobAccountUrl {
                 account_url,
                 container,
             } => both(
-                archive::blob::BlobArchive::from_account_url_via(
+                archive::blob::BlobArchive::from_account_url_with_credential(
                     account_url,
                     container,
                     self.azure_credential(http)?,
-                    Some(http.clone()),
+                    Some(Transport::new(Arc::new(http.clone()))),
                 )
                 .await?,
             ),

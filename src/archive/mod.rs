@@ -12,6 +12,7 @@ pub mod connection_string;
 pub mod fs;
 mod fs_lease;
 pub mod lease;
+pub mod recent;
 pub mod records;
 pub mod sas;
 
@@ -192,6 +193,15 @@ pub trait Archive: Send + Sync {
         .await
         .into_iter()
         .collect()
+    }
+    /// Which of `names` exist, one answer per name in order: lets a resend skip its work.
+    /// The default reads each object; backends answer from metadata (a stat, a `HEAD`).
+    async fn exist_all(&self, names: &[ObjectName]) -> Result<Vec<bool>, ArchiveError> {
+        futures::future::join_all(names.iter().map(|name| self.get(name)))
+            .await
+            .into_iter()
+            .map(|got| got.map(|body| body.is_some()))
+            .collect()
     }
     /// Reads an object; `Ok(None)` when it does not exist.
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError>;

@@ -178,6 +178,7 @@ where
                 repeated = receipt.repeated,
                 rejected = receipt.rejected,
                 duplicates = receipt.duplicates,
+                resent = receipt.resent,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "notifications accepted"
             );

@@ -31,6 +31,8 @@ use crate::logging::escape;
 
 pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
+mod resend;
+
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -59,6 +61,9 @@ pub struct Receipt {
     pub lifecycle: usize,
     /// Objects that already existed (Graph resent something we had).
     pub duplicates: usize,
+    /// Rich items whose event was archived before: not decrypted again (also in `events` and
+    /// `duplicates`).
+    pub resent: usize,
     /// Why the batch was rejected, if it was.
     pub rejection: Option<Rejection>,
     /// The lifecycle notifications, for the subscription reactions.
@@ -240,11 +245,16 @@ impl Receiver {
         // Each item's canonical form is computed once, for the raw batch and the item's name.
         let rich = batch.rich;
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        pending.push(raw_entry(&received_at, &rich, &canonicals));
+        // A resend: items whose event exists skip their decryption and writes (see `resend`).
+        let archived = self.already_archived(&rich, &canonicals).await;
+        if archived.contains(&false) {
+            pending.push(raw_entry(&received_at, &rich, &canonicals));
+        }
+        let fresh = resend::keep_new(rich, canonicals, &archived, &mut receipt);
         // Decryption (CPU) overlaps with these writes (I/O).
         let (written, decrypted) = tokio::join!(
             self.write_all(pending, &mut receipt),
-            self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
+            self.decrypt_batch(&received_at, fresh)
         );
         written?;
         log_quarantined(&decrypted);

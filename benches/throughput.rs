@@ -63,6 +63,19 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// CPU time of the calling thread so far: the in-process loops' rates are per CPU-second, as
+/// `openssl speed`'s are (it divides by user CPU time), so other load on the machine does not
+/// lower them.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given; the clock id is always valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 fn basic_body(batch: usize, offset: usize) -> Vec<u8> {
     let items: Vec<_> = (0..batch)
         .map(|i| {
@@ -177,22 +190,22 @@ fn openssl_speed_rsa2048() -> Option<f64> {
     nums.len().checked_sub(2).map(|i| nums[i])
 }
 
-/// `graph::crypto::decrypt` of a meeting notification per second, one thread.
+/// `graph::crypto::decrypt` of a meeting notification per CPU-second, one thread.
 fn decrypt_loop(key: &teams_notifications::keys::DecryptionKey) -> f64 {
     let step = &simulate::steps(Scenario::Meeting, 0)[1];
     let plaintext = serde_json::to_vec(&step.payload).unwrap();
     let content =
         teams_notifications::graph::crypto::encrypt(&plaintext, &key.certificate, &key.id).unwrap();
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), thread_cpu_time());
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(scale().seconds) {
         teams_notifications::graph::crypto::decrypt(&content, &key.private_key).unwrap();
         n += 1;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    n as f64 / (thread_cpu_time() - cpu0).as_secs_f64()
 }
 
-/// RSA-2048 OAEP decryptions per second in this process, one thread.
+/// RSA-2048 OAEP decryptions per CPU-second in this process, one thread.
 fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
     let rsa = key.certificate.public_key().unwrap().rsa().unwrap();
     let private = key.private_key.rsa().unwrap();
@@ -200,7 +213,7 @@ fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
     rsa.public_encrypt(&[7u8; 32], &mut wrapped, openssl::rsa::Padding::PKCS1_OAEP)
         .unwrap();
     let mut out = vec![0u8; 256];
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), thread_cpu_time());
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(scale().seconds) {
         private
@@ -208,7 +221,7 @@ fn inprocess_oaep(key: &teams_notifications::keys::DecryptionKey) -> f64 {
             .unwrap();
         n += 1;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    n as f64 / (thread_cpu_time() - cpu0).as_secs_f64()
 }
 
 /// An archive that keeps nothing: isolates the cost of the path from the cost of storage.
@@ -411,6 +424,9 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let keys =
         CertificateStore::from_keys(vec![dev::self_signed("unused-old", 30), clone_key(key)]);
     let r = rt.block_on(receiver(&dir, keys, Some(rich.validator.clone())));
+    // `openssl speed` right before and right after the rich path: the machine's RSA speed
+    // drifts (other VMs, other builds), the mean of the two brackets the measurement.
+    let speed_before = openssl_speed_rsa2048();
     let cpu0 = cpu_time();
     let wall0 = Instant::now();
     for body in &bodies {
@@ -423,6 +439,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let cpu = (cpu_time() - cpu0).as_secs_f64();
     let per_core = total as f64 / cpu;
     let per_sec = total as f64 / wall;
+    let speed_after = openssl_speed_rsa2048();
     // The same path with an archive that stores nothing: what storage costs.
     let discard = Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),
@@ -447,8 +464,6 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let parse_us = started.elapsed().as_secs_f64() * 1e6 / total as f64;
     let oaep = inprocess_oaep(key);
     let decrypt_only = decrypt_loop(key);
-
-    let speed = openssl_speed_rsa2048();
 
     // Latency of batches of 100 over HTTP on loopback (the real server).
     let dir2 = archive_dir();
@@ -485,12 +500,19 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     println!("  {per_sec:>9.0} notifications/s wall clock ({cores} cores)");
     println!("  {per_core:>9.0} notifications per CPU-second (per core)");
     println!("  {oaep:>9.0} RSA-2048 OAEP decryptions/s in-process, one core");
-    match speed {
-        Some(s) => {
-            println!("  {s:>9.0} RSA-2048 private ops/s (`openssl speed rsa2048`, sign), one core");
+    match speed_before.zip(speed_after) {
+        Some((before, after)) => {
+            let s = (before + after) / 2.0;
+            println!(
+                "  {s:>9.0} RSA-2048 private ops/s (`openssl speed rsa2048`, sign), one core (before {before:.0}, after {after:.0})"
+            );
             println!(
                 "  ratio rich path / openssl speed: {:.1}%",
                 100.0 * per_core / s
+            );
+            println!(
+                "  ratio no-storage path / openssl speed: {:.1}%",
+                100.0 * no_storage_per_core / s
             );
         }
         None => println!("  `openssl speed` unavailable"),

@@ -30,14 +30,18 @@ pub struct Answer {
 pub enum SendError {
     #[error("no answer within {} s", SEND_DEADLINE.as_secs())]
     Timeout,
-    #[error("transport: {0}")]
-    Transport(String),
+    /// No answer: `message` is the whole cause chain (one line for the outbox and the log),
+    /// `source` the reqwest error; neither shows the URL (a webhook URL is a secret).
+    #[error("transport: {message}")]
+    Transport {
+        message: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("answered {status}: {excerpt}")]
     Status { status: u16, excerpt: String },
     #[error("the bot route is configured but the bot is not (BOT_APP_ID, BOT_CLIENT_SECRET)")]
     NoBot,
-    #[error("bot token: {0}")]
-    BotToken(String),
 }
 
 impl SendError {
@@ -53,7 +57,11 @@ impl SendError {
         if e.is_timeout() {
             return SendError::Timeout;
         }
-        SendError::Transport(cause_chain(&e.without_url()))
+        let source = e.without_url();
+        SendError::Transport {
+            message: cause_chain(&source),
+            source,
+        }
     }
 }
 

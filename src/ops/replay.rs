@@ -150,10 +150,7 @@ async fn replay_item(
     let pending =
         tokio::task::spawn_blocking(move || rich_entry(&received_at, item, canonical, key))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: event_name.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ArchiveError::backend(event_name.to_string(), e))?;
     let is_event = pending.name.kind() == Kind::Events;
     let written = archive.put_if_absent(&pending.name, pending.body).await?;
     match (is_event, written) {

@@ -107,7 +107,7 @@ impl BlobArchive {
         };
         let client =
             BlobContainerClient::new(url, None, Some(client_options(Some(sas), transport)))
-                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+                .map_err(|e| ArchiveError::setting("blob container client", e))?;
         Self::open(client).await
     }
 
@@ -122,7 +122,7 @@ impl BlobArchive {
         transport: Option<Transport>,
     ) -> Result<Self, ArchiveError> {
         let endpoint = Url::parse(account_url.trim())
-            .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
+            .map_err(|e| ArchiveError::setting("ARCHIVE_ACCOUNT_URL is not a URL", e))?;
         if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
             return Err(ArchiveError::Config(
                 "ARCHIVE_ACCOUNT_URL must be an https URL (tokens are never sent over http); \
@@ -140,7 +140,7 @@ impl BlobArchive {
         let url = container_url(&endpoint, container)?;
         let client =
             BlobContainerClient::new(url, Some(credential), Some(client_options(None, transport)))
-                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+                .map_err(|e| ArchiveError::setting("blob container client", e))?;
         Self::open(client).await
     }
 
@@ -463,7 +463,9 @@ mod tests {
             )
             .await;
             match result {
-                Err(ArchiveError::Config(m)) => assert!(m.contains(expected), "{url}: {m}"),
+                Err(e @ (ArchiveError::Config(_) | ArchiveError::Setting { .. })) => {
+                    assert!(e.to_string().contains(expected), "{url}: {e}")
+                }
                 Err(other) => panic!("{url}: {other}"),
                 Ok(_) => panic!("{url}: accepted"),
             }

@@ -252,8 +252,8 @@ fn shared_access_signature(sas: &str) -> Result<StorageAuth, ArchiveError> {
 
 /// An http(s) endpoint with a host, no query or fragment, without a trailing slash.
 fn parse_endpoint(s: &str) -> Result<Url, ArchiveError> {
-    let mut url =
-        Url::parse(s.trim()).map_err(|e| config(format!("BlobEndpoint is not a URL: {e}")))?;
+    let mut url = Url::parse(s.trim())
+        .map_err(|e| ArchiveError::setting("ARCHIVE_CONNECTION: BlobEndpoint is not a URL", e))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(config("BlobEndpoint must be an http(s) URL with a host"));
     }
@@ -283,6 +283,7 @@ mod tests {
     fn config_error(s: &str) -> String {
         match parse(s) {
             Err(ArchiveError::Config(m)) => m,
+            Err(ArchiveError::Setting { what, source }) => format!("{what}: {source}"),
             other => panic!("{s:?} should be a configuration error, got {other:?}"),
         }
     }

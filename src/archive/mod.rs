@@ -179,9 +179,27 @@ pub enum ArchiveError {
     },
     #[error("archive configuration: {0}")]
     Config(String),
+    /// A setting the archive could not use, with the parser's or the SDK's error.
+    #[error("archive configuration: {what}: {source}")]
+    Setting {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ArchiveError {
+    /// A setting (`what`) the archive could not use, and why.
+    pub(crate) fn setting(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ArchiveError::Setting {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
     /// A backend failure of `name` (an object, a prefix, a lease) with its cause.
     pub fn backend(
         name: impl Into<String>,

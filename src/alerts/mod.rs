@@ -10,12 +10,12 @@
 //!   expiry after `ALERT_RETRY_HOURS`.
 //! - [`status`]: `handler alerts`; [`alert_test`]: `handler alert-test`.
 
-pub mod card;
-pub mod delivery;
-pub mod message;
+pub(crate) mod card;
+pub(crate) mod delivery;
+pub(crate) mod message;
 pub mod outbox;
-pub mod routes;
-pub mod send;
+pub(crate) mod routes;
+pub(crate) mod send;
 pub mod signing;
 pub mod status;
 

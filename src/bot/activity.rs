@@ -71,11 +71,9 @@ pub struct Activity {
     pub activity_type: String,
     /// Trimmed.
     pub name: String,
-    pub id: Option<String>,
     pub timestamp: Option<String>,
     pub channel_id: String,
     pub service_url: String,
-    pub conversation_id: Option<String>,
     /// `channelData.tenant.id`, else `conversation.tenantId`.
     pub tenant_id: Option<String>,
     /// `channelData.meeting.id`.
@@ -129,11 +127,9 @@ impl Activity {
         Ok(Activity {
             activity_type: at(&["type"]).unwrap_or_default(),
             name: at(&["name"]).unwrap_or_default().trim().to_owned(),
-            id: at(&["id"]),
             timestamp: at(&["timestamp"]),
             channel_id: at(&["channelId"]).unwrap_or_default(),
             service_url: at(&["serviceUrl"]).unwrap_or_default(),
-            conversation_id: at(&["conversation", "id"]),
             tenant_id: at(&["channelData", "tenant", "id"])
                 .or_else(|| at(&["conversation", "tenantId"])),
             meeting_id: at(&["channelData", "meeting", "id"]),

@@ -9,9 +9,9 @@
 //! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
 //! - [`alert_timer`]: the `alerts` timer function on top of alert delivery.
 
-pub mod alert_timer;
-pub mod connections;
-pub mod invocation;
-pub mod messages;
+pub(crate) mod alert_timer;
+pub(crate) mod connections;
+pub(crate) mod invocation;
+pub(crate) mod messages;
 pub mod routes;
-pub mod timer;
+pub(crate) mod timer;

@@ -9,7 +9,7 @@
 //! ([`keyvault`], `KEY_VAULT_URL` + `NOTIFICATION_CERTIFICATE_NAME`, all enabled versions).
 
 pub mod keyvault;
-pub mod local;
+pub(crate) mod local;
 mod pending;
 
 pub use pending::Backoff;

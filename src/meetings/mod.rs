@@ -18,7 +18,7 @@
 //! transcript. Invokes are answered 200 with an empty invoke-response body (`{}`): the bot offers
 //! no cards, tasks or message extensions.
 
-pub mod enrich;
+pub(crate) mod enrich;
 
 use std::sync::Arc;
 

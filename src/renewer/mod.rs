@@ -25,13 +25,13 @@
 //! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
 //! the duplicate rule above still repairs what an expired lease let through.
 
-pub mod desired;
+pub(crate) mod desired;
 pub mod gate;
 pub mod lifecycle;
-pub mod meetings;
+pub(crate) mod meetings;
 pub mod reconcile;
-pub mod report;
-pub mod single_flight;
+pub(crate) mod report;
+pub(crate) mod single_flight;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

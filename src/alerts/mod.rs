@@ -24,7 +24,7 @@ use message::Message;
 use send::{Answer, SendError};
 
 /// Sends a test card to every route (nothing is recorded): what each answered.
-pub async fn alert_test(
+pub(crate) async fn alert_test(
     dispatcher: &delivery::Dispatcher,
 ) -> Vec<(routes::Route, Result<Answer, SendError>)> {
     let now = time::OffsetDateTime::now_utc()

@@ -276,12 +276,7 @@ impl Archive for BlobArchive {
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
             Err(e) => return Err(backend(e)),
         };
-        response
-            .body
-            .collect()
-            .await
-            .map(Some)
-            .map_err(|e| backend(e))
+        response.body.collect().await.map(Some).map_err(backend)
     }
 
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectName>, ArchiveError> {
@@ -294,12 +289,9 @@ impl Archive for BlobArchive {
                 .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX)),
             ..Default::default()
         };
-        let mut blobs = self
-            .container
-            .list_blobs(Some(options))
-            .map_err(|e| backend(e))?;
+        let mut blobs = self.container.list_blobs(Some(options)).map_err(&backend)?;
         let mut names = Vec::new();
-        while let Some(blob) = blobs.try_next().await.map_err(|e| backend(e))? {
+        while let Some(blob) = blobs.try_next().await.map_err(&backend)? {
             // Anything not written by us (a stray upload by hand) is ignored, as on disk.
             if let Some(name) = blob.name.as_deref().and_then(ObjectName::parse) {
                 names.push(name);

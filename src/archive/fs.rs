@@ -25,9 +25,9 @@ use bytes::Bytes;
 use super::{Archive, ArchiveError, Kind, ObjectName, Written};
 
 /// The most files one batch holds open at once, whatever its size.
-pub const OPEN_FILES_PER_CHUNK: usize = 32;
+pub(crate) const OPEN_FILES_PER_CHUNK: usize = 32;
 /// A temporary file older than this was left by a crash: a live write takes milliseconds.
-pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
 const TEMPORARY_PREFIX: &str = ".tmp-";
 
 pub struct FsArchive {

@@ -134,7 +134,7 @@ impl std::fmt::Display for ObjectName {
 }
 
 /// Keeps `[A-Za-z0-9._-]`, maps everything else to `_`, and never yields `.`/`..`/empty.
-pub fn sanitize_segment(s: &str) -> String {
+pub(crate) fn sanitize_segment(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .take(128)

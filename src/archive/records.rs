@@ -13,7 +13,7 @@ use crate::graph::notification::ChangeNotification;
 /// A verified event: a basic notification, or a rich one with its decrypted payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventRecord {
+pub(crate) struct EventRecord {
     pub received_at: String,
     pub subscription_id: String,
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct EventRecord {
 /// An item that passed validation but could not be decrypted (yet): replayable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct QuarantineRecord {
+pub(crate) struct QuarantineRecord {
     pub received_at: String,
     /// Human-readable reason (e.g. `no decryption key configured`).
     pub reason: String,
@@ -54,7 +54,7 @@ pub struct QuarantineRecord {
 /// A rich batch as received (items canonical), persisted before decryption.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawRecord {
+pub(crate) struct RawRecord {
     pub received_at: String,
     /// The validationTokens were checked before this batch was stored.
     pub tokens_verified: bool,
@@ -64,7 +64,7 @@ pub struct RawRecord {
 /// A batch whose validationTokens failed: evidence, never an event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RejectedRecord {
+pub(crate) struct RejectedRecord {
     pub received_at: String,
     pub reason: String,
     /// Stable code of the reason (`badSignature`, `wrongAudience`, `tenantNotCovered`, ...);
@@ -77,7 +77,7 @@ pub struct RejectedRecord {
 /// A `resync/` object: the record of a `missed` lifecycle notification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResyncRecord {
+pub(crate) struct ResyncRecord {
     pub subscription_id: String,
     /// The subscribed resource to read again (absent when neither the notification nor Graph
     /// could tell).
@@ -96,7 +96,7 @@ pub struct ResyncRecord {
 /// `missed` notification was received (`until`). Resync everything changed in between.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResyncWindow {
+pub(crate) struct ResyncWindow {
     #[serde(default)]
     pub from: Option<String>,
     pub until: String,
@@ -105,7 +105,7 @@ pub struct ResyncWindow {
 /// A lifecycle notification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LifecycleRecord {
+pub(crate) struct LifecycleRecord {
     pub received_at: String,
     pub lifecycle_event: String,
     pub notification: ChangeNotification,
@@ -116,7 +116,7 @@ pub struct LifecycleRecord {
 /// is that of the canonical bytes of `activity` (so a redelivery is the same object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BotEventRecord {
+pub(crate) struct BotEventRecord {
     pub received_at: String,
     /// Always `bot`.
     pub source: String,
@@ -140,13 +140,13 @@ pub struct BotEventRecord {
 }
 
 /// The `source` of every [`BotEventRecord`].
-pub const BOT_SOURCE: &str = "bot";
+pub(crate) const BOT_SOURCE: &str = "bot";
 
 /// A messaging-endpoint request whose token failed: evidence, never an event. Under
 /// `rejected/{yyyy}/{mm}/{dd}/bot/{sha256}.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RejectedBotRecord {
+pub(crate) struct RejectedBotRecord {
     pub received_at: String,
     pub reason: String,
     /// Stable code of the reason (`noHeader`, `wrongIssuer`, `serviceUrlMismatch`, ...).
@@ -161,7 +161,7 @@ pub struct RejectedBotRecord {
 }
 
 /// The name of a bot record under `kind`: the `bot` partition of `date`, the hash of `canonical`.
-pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> ObjectName {
+pub(crate) fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> ObjectName {
     ObjectName::new(kind, date, BOT_SOURCE, &sha256_hex(canonical))
 }
 
@@ -172,7 +172,7 @@ pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> Ob
 /// start and end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MeetingStateRecord {
+pub(crate) struct MeetingStateRecord {
     pub recorded_at: String,
     /// `start` or `end`.
     pub action: String,
@@ -190,7 +190,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The name of an item's object under `kind`: date and subscription partitions, content hash.
-pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> ObjectName {
+pub(crate) fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> ObjectName {
     ObjectName::new(
         kind,
         item.partition_date(),
@@ -201,7 +201,7 @@ pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> Obj
 
 /// The name of a batch's object under `kind`: the hash of its items' canonical forms (not of the
 /// validationTokens, which Graph may renew between resends of the same batch).
-pub fn batch_name<'a>(
+pub(crate) fn batch_name<'a>(
     kind: Kind,
     date: Option<(i32, u8, u8)>,
     canonicals: impl IntoIterator<Item = &'a [u8]>,
@@ -216,7 +216,7 @@ pub fn batch_name<'a>(
 
 /// A [`RawRecord`]'s JSON, spliced from the items' canonical bytes (already computed for their
 /// names) instead of serializing every item again: the raw batch is on the hot path.
-pub fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Bytes {
+pub(crate) fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Bytes {
     let size = canonicals.iter().map(|c| c.len() + 1).sum::<usize>() + 96;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"{\"receivedAt\":");
@@ -233,7 +233,7 @@ pub fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Byte
 }
 
 /// Serializes a record, compact (records are plain data; this cannot fail).
-pub fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
+pub(crate) fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(record).expect("records always serialize"))
 }
 

@@ -20,7 +20,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// The scope of the bot's token for the Bot Connector and the Bot APIs.
-pub const BOT_API_SCOPE: &str = "https://api.botframework.com/.default";
+pub(crate) const BOT_API_SCOPE: &str = "https://api.botframework.com/.default";
 /// Answers larger than this are refused (meeting details and participants are a few KiB).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 /// Bot API calls are enrichment or alerts: bounded, never waited on for long.
@@ -30,7 +30,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`*.botframework.com`), Teams' public-cloud Bot Connector (`smba.trafficmanager.net`, every
 /// region under its path), and the government clouds' (GCC, GCC High, DoD). Not
 /// `*.trafficmanager.net`: anyone can create a Traffic Manager profile under it.
-pub const DEFAULT_SERVICE_URL_HOSTS: &[&str] = &[
+pub(crate) const DEFAULT_SERVICE_URL_HOSTS: &[&str] = &[
     "*.botframework.com",
     "smba.trafficmanager.net",
     "smba.infra.gcc.teams.microsoft.com",

@@ -32,9 +32,9 @@ use super::{DecryptionKey, KeyError, local};
 use crate::config::Config;
 
 /// Content type of a certificate secret holding base64 PKCS#12.
-pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
+pub(crate) const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
 /// Content type of a certificate secret holding PEM (private key and certificate).
-pub const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
+pub(crate) const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
 
 /// How many secret versions are read at once during a load.
 const CONCURRENT_SECRET_READS: usize = 4;

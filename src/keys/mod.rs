@@ -179,7 +179,7 @@ pub struct CertificateStore {
 }
 
 /// The shortest time between two refreshes triggered by unknown certificate ids.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl CertificateStore {
     /// A store with no keys and nothing to refresh from.

@@ -77,7 +77,7 @@ pub async fn replay(
 
 /// A replay with no progress bar, its outcome logged: what runs unattended (once a missing
 /// certificate has arrived, or from a timer).
-pub async fn replay_unattended(
+pub(crate) async fn replay_unattended(
     archive: &Arc<dyn Archive>,
     keys: &CertificateStore,
 ) -> Result<ReplayStats, ArchiveError> {

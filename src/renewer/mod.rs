@@ -81,7 +81,7 @@ pub enum SetupError {
 }
 
 /// Graph's limit on `clientState`.
-pub const MAX_CLIENT_STATE_CHARS: usize = 128;
+pub(crate) const MAX_CLIENT_STATE_CHARS: usize = 128;
 
 impl Delivery {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
@@ -160,7 +160,7 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 /// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
 /// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
 /// next reconcile recreates what is really gone).
-pub const REMOVAL_CHECKS: [Duration; 3] = [
+pub(crate) const REMOVAL_CHECKS: [Duration; 3] = [
     Duration::ZERO,
     Duration::from_secs(30),
     Duration::from_secs(120),

@@ -22,6 +22,7 @@ pub mod app;
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod eventhub;
 pub mod graph;
 pub mod host;
 pub mod identity;

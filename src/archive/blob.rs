@@ -272,7 +272,7 @@ fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
     Ok(url)
 }
 
-fn client_options(sas: Option<SasPolicy>) -> BlobContainerClientOptions {
+pub(crate) fn client_options(sas: Option<SasPolicy>) -> BlobContainerClientOptions {
     let mut per_call_policies: Vec<Arc<dyn Policy>> = Vec::new();
     if let Some(sas) = sas {
         per_call_policies.push(Arc::new(sas));
@@ -316,7 +316,7 @@ fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
 
 /// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
 /// errors quote the request URL, SAS signature included, so their text is never used.
-fn reason(e: &azure_core::Error) -> String {
+pub(crate) fn reason(e: &azure_core::Error) -> String {
     match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..

@@ -71,6 +71,7 @@ async fn receiver(
         archive,
         keys: Arc::new(keys),
         tokens,
+        payloads: None,
     }
 }
 
@@ -299,6 +300,7 @@ fn main() {
         archive: Arc::new(Discard),
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
+        payloads: None,
     };
     let cpu0 = cpu_time();
     for body in &bodies {

@@ -135,6 +135,7 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             archive,
             keys,
             tokens,
+            payloads: None,
         }),
         max_body_bytes: config.max_body_bytes,
         hooks,

@@ -32,6 +32,7 @@ pub mod lifecycle;
 pub mod receiver;
 pub mod renew;
 pub mod replay;
+pub mod replay_timer;
 pub mod report;
 pub mod server;
 pub mod simulate;

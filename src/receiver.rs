@@ -15,13 +15,15 @@ use secrecy::{ExposeSecret, SecretString};
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::records::{
-    self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord,
+    self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord, UnreadableBody,
 };
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
 use crate::graph::tokens::TokenValidator;
+use crate::eventhub::large_payload::{self, PayloadStore};
+use crate::eventhub::validation::is_validation_item;
 use crate::keys::{CertificateStore, DecryptionKey};
 
 /// Which Graph URL a body arrived on.
@@ -33,11 +35,26 @@ pub enum Endpoint {
     Lifecycle,
 }
 
+/// How a body reached the handler; it decides the validationTokens rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Graph's POST to the webhook: anyone can reach it, so a rich batch must carry valid tokens.
+    Webhook,
+    /// An event read from our hub: only principals with *Azure Event Hubs Data Sender* can write
+    /// there (Graph's Change Tracking principal), which proves the sender; Graph sends no tokens
+    /// this way. Tokens that are present are still verified (see ARCHITECTURE.md).
+    EventHub,
+}
+
 /// What happened to a request's items (for the log line and the tests).
 #[derive(Debug, Default, Clone)]
 pub struct Receipt {
     /// Items in the body.
     pub items: usize,
+    /// Graph's Event Hubs reachability messages, ignored.
+    pub validation: usize,
+    /// Event Hubs events that were not notification collections (kept under `rejected/`).
+    pub unreadable: usize,
     /// Items dropped for a wrong or missing clientState.
     pub dropped_client_state: usize,
     /// Items whose batch failed validationTokens (stored under `rejected/`, never as events).
@@ -54,6 +71,25 @@ pub struct Receipt {
     pub rejection: Option<String>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
+}
+
+impl Receipt {
+    /// Adds another body's receipt (an Event Hubs invocation holds many bodies).
+    fn absorb(&mut self, other: Receipt) {
+        self.items += other.items;
+        self.validation += other.validation;
+        self.unreadable += other.unreadable;
+        self.dropped_client_state += other.dropped_client_state;
+        self.rejected += other.rejected;
+        self.events += other.events;
+        self.quarantined += other.quarantined;
+        self.lifecycle += other.lifecycle;
+        self.duplicates += other.duplicates;
+        if self.rejection.is_none() {
+            self.rejection = other.rejection;
+        }
+        self.lifecycle_items.extend(other.lifecycle_items);
+    }
 }
 
 /// Why a request could not be accepted.
@@ -76,6 +112,16 @@ pub struct Receiver {
     /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
     /// genuine, so they are rejected.
     pub tokens: Option<Arc<TokenValidator>>,
+    /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: where Graph leaves payloads over Event Hubs' 1 MB limit;
+    /// `None` quarantines such items until a replay with the store configured.
+    pub payloads: Option<Arc<PayloadStore>>,
+}
+
+/// An Event Hubs event for [`Receiver::receive_events`]: its body and its metadata.
+pub struct HubEvent {
+    pub body: Vec<u8>,
+    /// Kept in the raw record (see `eventhub::payload::EventHubInvocation::event_metadata`).
+    pub metadata: serde_json::Value,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -103,25 +149,108 @@ enum Outcome {
     Other,
 }
 
+/// One body after the checks, before decryption: what can be written at once (`first`: the
+/// raw batch, lifecycle and basic items, rejections) and the rich items to decrypt, each with
+/// the canonical bytes of the item as received (its archive name).
+#[derive(Default)]
+struct Staged {
+    receipt: Receipt,
+    first: Vec<Pending>,
+    rich: Vec<(ChangeNotification, Vec<u8>)>,
+}
+
+impl Staged {
+    fn absorb(&mut self, other: Staged) {
+        self.receipt.absorb(other.receipt);
+        self.first.extend(other.first);
+        self.rich.extend(other.rich);
+    }
+}
+
 impl Receiver {
-    /// Runs a body through the notification path.
+    /// Runs a webhook body through the notification path.
     pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
+        let staged = self
+            .stage(endpoint, Delivery::Webhook, &received_at, body, None)
+            .await?;
+        let Staged {
+            mut receipt,
+            first,
+            rich,
+        } = staged;
+        // The raw batch (in `first`) is written while the rich items are decrypted (CPU overlaps
+        // I/O); the events follow once it is durable.
+        let (written, decrypted) = tokio::join!(
+            self.write_all(first, &mut receipt),
+            self.decrypt_batch(&received_at, rich)
+        );
+        written?;
+        self.write_all(decrypted, &mut receipt).await?;
+        Ok(receipt)
+    }
+
+    /// Runs the events of one Event Hubs invocation through the same path, with one archive
+    /// write for all of them: raw batches, events, quarantine, lifecycle and rejections go to the
+    /// archive together, and `Ok` means every one is durable. An event that is not a
+    /// notification collection is kept under `rejected/` (digest and size), never an error.
+    pub async fn receive_events(&self, events: Vec<HubEvent>) -> Result<Receipt, ArchiveError> {
+        let received_at = now_rfc3339();
+        let mut all = Staged::default();
+        for event in events {
+            match self
+                .stage(
+                    Endpoint::Notifications,
+                    Delivery::EventHub,
+                    &received_at,
+                    &event.body,
+                    Some(&event.metadata),
+                )
+                .await
+            {
+                Ok(staged) => all.absorb(staged),
+                Err(reason) => all.absorb(unreadable_event(&received_at, &event, &reason)),
+            }
+        }
+        let Staged {
+            mut receipt,
+            mut first,
+            rich,
+        } = all;
+        first.extend(self.decrypt_batch(&received_at, rich).await);
+        self.write_all(first, &mut receipt).await?;
+        Ok(receipt)
+    }
+
+    /// parse -> (Event Hubs: drop reachability messages) -> clientState -> validationTokens ->
+    /// payloads left in blob storage -> the records that need no decryption.
+    async fn stage(
+        &self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        received_at: &str,
+        body: &[u8],
+        event_hub: Option<&serde_json::Value>,
+    ) -> Result<Staged, ParseError> {
         let collection = parse_collection(body)?;
-        let mut receipt = Receipt {
-            items: collection.value.len(),
-            ..Receipt::default()
-        };
+        let mut staged = Staged::default();
+        let receipt = &mut staged.receipt;
+        receipt.items = collection.value.len();
 
         let accepted: Vec<ChangeNotification> = collection
             .value
             .into_iter()
             .filter(|item| {
+                if delivery == Delivery::EventHub && is_validation_item(item) {
+                    receipt.validation += 1;
+                    tracing::info!("Event Hubs reachability message from Graph ignored");
+                    return false;
+                }
                 let ok = self.client_state_matches(item.client_state.as_deref());
                 if !ok {
                     receipt.dropped_client_state += 1;
                     tracing::warn!(
-                        subscription_id = %item.subscription_id,
+                        subscription_id = %item.subscription_id.escape_debug(),
                         reason = if self.client_state.is_none() { "NOTIFICATION_CLIENT_STATE is not configured" } else { "clientState does not match" },
                         "notification dropped"
                     );
@@ -130,83 +259,73 @@ impl Receiver {
             })
             .collect();
         if accepted.is_empty() {
-            return Ok(receipt);
+            return Ok(staged);
         }
 
         let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
             .into_iter()
             .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
-        let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
+        let (rich, basic): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|i| i.is_rich() || large_payload::storage_id(i).is_some());
 
-        // validationTokens: once per request, only when the batch carries resource data.
-        if !rich.is_empty()
+        // validationTokens: once per body. A webhook rich batch must carry them; through Event
+        // Hubs they are checked when present.
+        let check = match delivery {
+            Delivery::Webhook => !rich.is_empty(),
+            Delivery::EventHub => !collection.validation_tokens.is_empty(),
+        };
+        if check
             && let Err(reason) = self
                 .check_tokens(&collection.validation_tokens, &rich)
                 .await
         {
             let all: Vec<ChangeNotification> =
                 lifecycle.into_iter().chain(basic).chain(rich).collect();
-            receipt.rejected = all.len();
+            staged.receipt.rejected = all.len();
             tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
-            let record = RejectedRecord {
-                received_at,
-                reason: reason.clone(),
-                notifications: all,
-            };
-            let canonicals: Vec<Vec<u8>> = record
-                .notifications
-                .iter()
-                .map(ChangeNotification::canonical)
-                .collect();
-            let name = records::batch_name(
-                Kind::Rejected,
-                record
-                    .notifications
-                    .first()
-                    .and_then(ChangeNotification::partition_date),
-                canonicals.iter().map(Vec::as_slice),
-            );
-            self.archive
-                .put_if_absent(&name, records::to_json(&record))
-                .await?;
-            receipt.rejection = Some(reason);
-            return Ok(receipt);
+            staged.first.push(rejected_entry(received_at, reason.clone(), all));
+            staged.receipt.rejection = Some(reason);
+            return Ok(staged);
         }
 
-        let mut pending = Vec::with_capacity(lifecycle.len() + basic.len() + rich.len());
         for item in &lifecycle {
-            pending.push(lifecycle_entry(&received_at, item));
+            staged.first.push(lifecycle_entry(received_at, item));
         }
         for item in &basic {
-            pending.push(basic_event_entry(&received_at, item));
+            staged.first.push(basic_event_entry(received_at, item));
         }
-        receipt.lifecycle_items = lifecycle;
-
+        staged.receipt.lifecycle_items = lifecycle;
         if rich.is_empty() {
-            self.write_all(pending, &mut receipt).await?;
-            return Ok(receipt);
+            return Ok(staged);
         }
 
-        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
+        // The raw batch: once it is stored, nothing in it can be lost, whatever happens next.
         // Each item's canonical form is computed once, for the raw batch and the item's name.
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        pending.push(Pending {
+        staged.first.push(Pending {
             name: records::batch_name(
                 Kind::Raw,
                 rich.first().and_then(ChangeNotification::partition_date),
                 canonicals.iter().map(Vec::as_slice),
             ),
-            body: records::raw_record_json(&received_at, &canonicals),
+            body: records::raw_record_json(received_at, check, event_hub, &canonicals),
             outcome: Outcome::Other,
         });
-        // Decryption (CPU) overlaps with these writes (I/O).
-        let (written, decrypted) = tokio::join!(
-            self.write_all(pending, &mut receipt),
-            self.decrypt_batch(&received_at, rich.into_iter().zip(canonicals).collect())
-        );
-        written?;
-        self.write_all(decrypted, &mut receipt).await?;
-        Ok(receipt)
+        for (item, canonical) in rich.into_iter().zip(canonicals) {
+            match large_payload::resolve(self.payloads.as_deref(), &item).await {
+                None => staged.rich.push((item, canonical)),
+                Some(Ok(full)) => staged.rich.push((full, canonical)),
+                Some(Err(e)) => {
+                    tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
+                    let code = e.code();
+                    staged
+                        .first
+                        .push(quarantine_entry(received_at, item, &canonical, e.to_string(), code));
+                }
+            }
+        }
+        Ok(staged)
     }
 
     fn client_state_matches(&self, got: Option<&str>) -> bool {
@@ -238,7 +357,7 @@ impl Receiver {
         {
             Some(item) => Err(format!(
                 "no validation token covers the tenant of subscription {}",
-                item.subscription_id
+                item.subscription_id.escape_debug()
             )),
             None => Ok(()),
         }
@@ -251,16 +370,12 @@ impl Receiver {
         received_at: &str,
         items: Vec<(ChangeNotification, Vec<u8>)>,
     ) -> Vec<Pending> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let mut keys: HashMap<KeyRef, Option<Arc<DecryptionKey>>> = HashMap::new();
         for (item, _) in &items {
-            let content = item
-                .encrypted_content
-                .as_ref()
-                .expect("rich items have content");
-            let wanted = (
-                content.encryption_certificate_id.clone(),
-                content.encryption_certificate_thumbprint.clone(),
-            );
+            let wanted = key_ref(item);
             if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(wanted) {
                 let (id, thumbprint) = slot.key();
                 let key = self
@@ -274,12 +389,7 @@ impl Receiver {
         let keyed: Vec<Keyed> = items
             .into_iter()
             .map(|(item, canonical)| {
-                let content = item
-                    .encrypted_content
-                    .as_ref()
-                    .expect("rich items have content");
-                let id = content.encryption_certificate_id.clone();
-                let thumbprint = content.encryption_certificate_thumbprint.clone();
+                let (id, thumbprint) = key_ref(&item);
                 let key = keys
                     .get(&(id.clone(), thumbprint.clone()))
                     .cloned()
@@ -343,6 +453,64 @@ impl Receiver {
     }
 }
 
+/// The key reference of a rich item (both absent for an item without content).
+fn key_ref(item: &ChangeNotification) -> KeyRef {
+    item.encrypted_content.as_ref().map_or((None, None), |c| {
+        (
+            c.encryption_certificate_id.clone(),
+            c.encryption_certificate_thumbprint.clone(),
+        )
+    })
+}
+
+fn rejected_entry(received_at: &str, reason: String, items: Vec<ChangeNotification>) -> Pending {
+    let canonicals: Vec<Vec<u8>> = items.iter().map(ChangeNotification::canonical).collect();
+    let name = records::batch_name(
+        Kind::Rejected,
+        items.first().and_then(ChangeNotification::partition_date),
+        canonicals.iter().map(Vec::as_slice),
+    );
+    let record = RejectedRecord {
+        received_at: received_at.to_string(),
+        reason,
+        notifications: items,
+        unreadable: None,
+    };
+    Pending {
+        name,
+        body: records::to_json(&record),
+        outcome: Outcome::Other,
+    }
+}
+
+/// An event that is not a notification collection: its digest and size under `rejected/`.
+fn unreadable_event(received_at: &str, event: &HubEvent, reason: &ParseError) -> Staged {
+    let sha256 = records::sha256_hex(&event.body);
+    tracing::warn!(%reason, bytes = event.body.len(), %sha256, "Event Hubs event is not a notification collection");
+    let record = RejectedRecord {
+        received_at: received_at.to_string(),
+        reason: format!("not a notification collection: {reason}"),
+        notifications: Vec::new(),
+        unreadable: Some(UnreadableBody {
+            sha256: sha256.clone(),
+            bytes: event.body.len(),
+            event_hub: Some(event.metadata.clone()),
+        }),
+    };
+    Staged {
+        receipt: Receipt {
+            unreadable: 1,
+            ..Receipt::default()
+        },
+        first: vec![Pending {
+            name: ObjectName::new(Kind::Rejected, None, "unreadable", &sha256),
+            body: records::to_json(&record),
+            outcome: Outcome::Other,
+        }],
+        rich: Vec::new(),
+    }
+}
+
 fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let canonical = item.canonical();
     let record = LifecycleRecord {
@@ -396,8 +564,8 @@ pub(crate) fn rich_entry(
             )
         }
         Err(e) => {
-            tracing::warn!(subscription_id = %item.subscription_id, reason = %e, "notification quarantined");
-            quarantine_entry(received_at, item, &canonical, &e)
+            tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
+            quarantine_entry(received_at, item, &canonical, e.to_string(), e.code())
         }
     }
 }
@@ -432,17 +600,18 @@ fn event_entry(
     }
 }
 
-fn quarantine_entry(
+pub(crate) fn quarantine_entry(
     received_at: &str,
     item: ChangeNotification,
     canonical: &[u8],
-    reason: &DecryptError,
+    reason: String,
+    code: &str,
 ) -> Pending {
     let name = records::item_name(Kind::Quarantine, &item, canonical);
     let record = QuarantineRecord {
         received_at: received_at.to_string(),
-        reason: reason.to_string(),
-        reason_code: reason.code().to_string(),
+        reason,
+        reason_code: code.to_string(),
         notification: item,
     };
     Pending {

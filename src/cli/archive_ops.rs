@@ -12,7 +12,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
             .expect("the template is valid")
             .progress_chars("=> "),
     );
-    let stats = crate::replay::replay(&archive, &keys, &progress).await?;
+    let stats = crate::replay::replay(&archive, &keys, None, &progress).await?;
     println!(
         "replay of {}: {} examined, {} recovered, {} already archived, {} still quarantined, {} unreadable",
         archive.location(),

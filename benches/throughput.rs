@@ -334,6 +334,9 @@ fn main() {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
             hooks: None,
+            eventhub: None,
+            replay: None,
+            max_invocation_bytes: 0,
         };
         tokio::spawn(teams_notifications::server::run(
             listener,

@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use crate::archive::{self, Archive};
 use crate::config::Config;
+use crate::eventhub::function::EventHubFunction;
+use crate::eventhub::large_payload::PayloadStore;
+use crate::eventhub::payload::Limits;
+use crate::eventhub::spool::Spool;
 use crate::graph::tokens::TokenValidator;
 use crate::keys::{CertificateStore, keyvault::KeyVaultSource, local::LocalSource};
 use crate::receiver::Receiver;
+use crate::replay_timer::ReplayTimer;
 use crate::server::AppState;
 
 /// Start-up failures, each naming what to fix.
@@ -26,6 +31,24 @@ pub enum StartError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Renewer(#[from] crate::renew::SetupError),
+    #[error(transparent)]
+    PayloadStore(#[from] crate::eventhub::large_payload::PayloadStoreConfigError),
+    #[error("EVENTHUB_NOTIFICATION_URL: {0}")]
+    EventHubUrl(#[source] crate::eventhub::url::EventHubUrlError),
+}
+
+/// The container of large Event Hubs payloads, when `EVENTHUB_PAYLOAD_CONTAINER_URL` is set: a
+/// SAS URL is used as is, a plain https URL with the app's credential.
+pub fn payload_store(config: &Config) -> Result<Option<Arc<PayloadStore>>, StartError> {
+    let Some(url) = &config.event_hub.payload_container_url else {
+        return Ok(None);
+    };
+    let credential = if url.contains('?') {
+        None
+    } else {
+        Some(crate::identity::credential(config)?)
+    };
+    Ok(Some(Arc::new(PayloadStore::new(url, credential)?)))
 }
 
 /// How often Key Vault certificates are re-read (new versions appear without a restart; an
@@ -128,16 +151,35 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
             "SUBSCRIPTIONS_FILE not set: the renew timer and lifecycle reactions are off"
         );
     }
+    if let Some(url) = &config.event_hub.notification_url {
+        crate::eventhub::url::EventHubUrl::parse(url).map_err(StartError::EventHubUrl)?;
+    }
+    let payloads = payload_store(config)?;
     tracing::info!(archive = %archive.location(), keys = keys.keys().len(), "handler ready");
+    let receiver = Arc::new(Receiver {
+        client_state: config.client_state.clone(),
+        archive: archive.clone(),
+        keys: keys.clone(),
+        tokens,
+        payloads: payloads.clone(),
+    });
+    let eventhub = Arc::new(EventHubFunction {
+        receiver: receiver.clone(),
+        spool: Spool::new(&config.event_hub.spool_dir),
+        limits: Limits::default(),
+    });
+    let replay = Arc::new(ReplayTimer {
+        archive,
+        keys,
+        payloads,
+        eventhub: eventhub.clone(),
+    });
     Ok(AppState {
-        receiver: Arc::new(Receiver {
-            client_state: config.client_state.clone(),
-            archive,
-            keys,
-            tokens,
-            payloads: None,
-        }),
+        receiver,
         max_body_bytes: config.max_body_bytes,
         hooks,
+        eventhub: Some(eventhub),
+        replay: Some(replay),
+        max_invocation_bytes: config.event_hub.max_invocation_bytes,
     })
 }

@@ -44,6 +44,26 @@ pub enum ArchiveConfig {
     },
 }
 
+/// Default largest eventHubTrigger invocation: 128 MiB. host.json's `maxEventBatchSize` (100)
+/// times Event Hubs' 1 MB event limit, with room for the host's JSON-in-a-string encoding.
+pub const DEFAULT_MAX_INVOCATION_BYTES: u64 = 128 * 1024 * 1024;
+/// Spool folder used when `EVENTHUB_SPOOL_DIR` is unset.
+pub const DEFAULT_SPOOL_DIR: &str = "./data/spool";
+
+/// Graph's Event Hubs delivery.
+#[derive(Debug, Clone)]
+pub struct EventHubConfig {
+    /// `EVENTHUB_NOTIFICATION_URL`: the `EventHub:` URL given to Graph for subscriptions with
+    /// `"delivery": "eventHub"` (checked by the renewer's desired-state reader).
+    pub notification_url: Option<String>,
+    /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: the container Graph leaves payloads over 1 MB in.
+    pub payload_container_url: Option<String>,
+    /// `EVENTHUB_SPOOL_DIR`: where a batch the archive could not take is kept.
+    pub spool_dir: PathBuf,
+    /// `EVENTHUB_MAX_INVOCATION_BYTES`: the largest invocation body read.
+    pub max_invocation_bytes: u64,
+}
+
 /// A local certificate from `NOTIFICATION_CERTIFICATES` (`path` or `id=path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalCertificate {
@@ -87,6 +107,8 @@ pub struct Config {
     pub authority_host: String,
     /// `MAX_BODY_BYTES`: the largest notification body accepted.
     pub max_body_bytes: u64,
+    /// Event Hubs delivery.
+    pub event_hub: EventHubConfig,
 }
 
 impl Config {
@@ -131,6 +153,26 @@ impl Config {
                     reason: format!("not a positive number of bytes: {v:?}"),
                 })?,
             None => DEFAULT_MAX_BODY_BYTES,
+        };
+
+        let max_invocation_bytes = match get("EVENTHUB_MAX_INVOCATION_BYTES") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError {
+                    name: "EVENTHUB_MAX_INVOCATION_BYTES",
+                    reason: format!("not a positive number of bytes: {v:?}"),
+                })?,
+            None => DEFAULT_MAX_INVOCATION_BYTES,
+        };
+        let event_hub = EventHubConfig {
+            notification_url: get("EVENTHUB_NOTIFICATION_URL"),
+            payload_container_url: get("EVENTHUB_PAYLOAD_CONTAINER_URL"),
+            spool_dir: get("EVENTHUB_SPOOL_DIR")
+                .unwrap_or_else(|| DEFAULT_SPOOL_DIR.into())
+                .into(),
+            max_invocation_bytes,
         };
 
         let container =
@@ -183,6 +225,7 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             max_body_bytes,
+            event_hub,
         })
     }
 }
@@ -228,6 +271,9 @@ mod tests {
         );
         assert_eq!(c.graph_endpoint, "https://graph.microsoft.com");
         assert!(c.client_state.is_none());
+        assert_eq!(c.event_hub.max_invocation_bytes, 128 * 1024 * 1024);
+        assert_eq!(c.event_hub.spool_dir, PathBuf::from("./data/spool"));
+        assert!(c.event_hub.payload_container_url.is_none());
     }
 
     #[test]
@@ -270,6 +316,12 @@ mod tests {
         assert_eq!(
             config(&[("MAX_BODY_BYTES", "0")]).unwrap_err().name,
             "MAX_BODY_BYTES"
+        );
+        assert_eq!(
+            config(&[("EVENTHUB_MAX_INVOCATION_BYTES", "-1")])
+                .unwrap_err()
+                .name,
+            "EVENTHUB_MAX_INVOCATION_BYTES"
         );
         assert_eq!(
             config(&[("NOTIFICATION_CERTIFICATES", "=x")])

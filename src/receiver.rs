@@ -18,12 +18,12 @@ use crate::archive::records::{
     self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord, UnreadableBody,
 };
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
+use crate::eventhub::large_payload::{self, PayloadStore};
+use crate::eventhub::validation::is_validation_item;
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
 use crate::graph::tokens::TokenValidator;
-use crate::eventhub::large_payload::{self, PayloadStore};
-use crate::eventhub::validation::is_validation_item;
 use crate::keys::{CertificateStore, DecryptionKey};
 
 /// Which Graph URL a body arrived on.
@@ -284,7 +284,9 @@ impl Receiver {
                 lifecycle.into_iter().chain(basic).chain(rich).collect();
             staged.receipt.rejected = all.len();
             tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
-            staged.first.push(rejected_entry(received_at, reason.clone(), all));
+            staged
+                .first
+                .push(rejected_entry(received_at, reason.clone(), all));
             staged.receipt.rejection = Some(reason);
             return Ok(staged);
         }
@@ -319,9 +321,13 @@ impl Receiver {
                 Some(Err(e)) => {
                     tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
                     let code = e.code();
-                    staged
-                        .first
-                        .push(quarantine_entry(received_at, item, &canonical, e.to_string(), code));
+                    staged.first.push(quarantine_entry(
+                        received_at,
+                        item,
+                        &canonical,
+                        e.to_string(),
+                        code,
+                    ));
                 }
             }
         }

@@ -10,10 +10,10 @@ use indicatif::ProgressBar;
 
 use crate::archive::records::{self, QuarantineRecord, RawRecord};
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
+use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::graph::crypto::DecryptError;
 use crate::graph::notification::ChangeNotification;
 use crate::keys::CertificateStore;
-use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::receiver::{quarantine_entry, rich_entry};
 
 /// What a replay did.
@@ -51,7 +51,15 @@ pub async fn replay(
         };
         stats.examined += 1;
         let item = record.notification;
-        replay_item(archive, keys, payloads, &record.received_at, item, &mut stats).await?;
+        replay_item(
+            archive,
+            keys,
+            payloads,
+            &record.received_at,
+            item,
+            &mut stats,
+        )
+        .await?;
     }
     for name in raws {
         progress.inc(1);
@@ -65,7 +73,15 @@ pub async fn replay(
                 continue;
             }
             stats.examined += 1;
-            replay_item(archive, keys, payloads, &record.received_at, item, &mut stats).await?;
+            replay_item(
+                archive,
+                keys,
+                payloads,
+                &record.received_at,
+                item,
+                &mut stats,
+            )
+            .await?;
         }
     }
     progress.finish_and_clear();

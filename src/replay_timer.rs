@@ -33,11 +33,24 @@ impl ReplayTimer {
         }
         let drained = drain::drain(&self.eventhub).await;
         let progress = indicatif::ProgressBar::hidden();
-        match crate::replay::replay(&self.archive, &self.keys, self.payloads.as_deref(), &progress).await {
+        match crate::replay::replay(
+            &self.archive,
+            &self.keys,
+            self.payloads.as_deref(),
+            &progress,
+        )
+        .await
+        {
             Ok(stats) => {
                 let line = format!(
                     "replay: spool {} archived, {} left; {} items examined, {} recovered, {} already archived, {} still quarantined, {} unreadable",
-                    drained.archived, drained.left, stats.examined, stats.recovered, stats.already_done, stats.still_quarantined, stats.unreadable
+                    drained.archived,
+                    drained.left,
+                    stats.examined,
+                    stats.recovered,
+                    stats.already_done,
+                    stats.still_quarantined,
+                    stats.unreadable
                 );
                 tracing::info!("{line}");
                 (

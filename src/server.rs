@@ -15,7 +15,9 @@ use futures::StreamExt;
 use warp::http::{StatusCode, header};
 use warp::{Buf, Filter, Rejection, Reply};
 
+use crate::eventhub::function::EventHubFunction;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
+use crate::replay_timer::ReplayTimer;
 
 /// Shared state of the server.
 #[derive(Clone)]
@@ -25,6 +27,12 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
     pub hooks: Option<Arc<dyn Hooks>>,
+    /// The `eventhub` function (Graph's Event Hubs delivery).
+    pub eventhub: Option<Arc<EventHubFunction>>,
+    /// The `replay` timer (spool, quarantine and raw items).
+    pub replay: Option<Arc<ReplayTimer>>,
+    /// `EVENTHUB_MAX_INVOCATION_BYTES`.
+    pub max_invocation_bytes: u64,
 }
 
 /// What the subscription side plugs into the server.
@@ -67,11 +75,32 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             async move { Ok::<_, Rejection>(renew(state, body).await) }
         });
 
+    let eventhub_state = state.clone();
+    let eventhub = warp::path!("eventhub")
+        .and(warp::post())
+        .and(body_limited(state.max_invocation_bytes))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = eventhub_state.clone();
+            async move { Ok::<_, Rejection>(eventhub_invocation(state, body).await) }
+        });
+    let replay_state = state.clone();
+    let replay = warp::path!("replay")
+        .and(warp::post())
+        .and(body_limited(state.max_body_bytes))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = replay_state.clone();
+            async move { Ok::<_, Rejection>(replay_timer(state, body).await) }
+        });
+
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
         .unify()
         .or(warp::path!("renew"))
+        .unify()
+        .or(warp::path!("eventhub"))
+        .unify()
+        .or(warp::path!("replay"))
         .unify()
         .map(|| {
             warp::reply::with_header(
@@ -88,6 +117,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(lifecycle.map(Reply::into_response))
         .unify()
         .or(renew.map(Reply::into_response))
+        .unify()
+        .or(eventhub.map(Reply::into_response))
+        .unify()
+        .or(replay.map(Reply::into_response))
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -188,6 +221,72 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
     let (status, reply) = hooks.renew(body).await;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+}
+
+/// An invocation answer: always the host's JSON shape.
+fn invocation_reply(status: u16, body: &serde_json::Value) -> warp::reply::Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// A JSON invocation answer for a body that could not be read (too large, broken stream).
+fn invocation_body_error(function: &str, e: &BodyError) -> warp::reply::Response {
+    let (code, reason) = match e {
+        BodyError::TooLarge(limit) => (
+            "tooLarge",
+            format!("invocation body larger than {limit} bytes"),
+        ),
+        BodyError::Read(_) => (
+            "unreadable",
+            "invocation body could not be read".to_string(),
+        ),
+    };
+    tracing::error!(function, code, %reason, "invocation rejected");
+    invocation_reply(
+        500,
+        &serde_json::json!({"Outputs": {}, "Logs": [format!("{function}: {reason}")], "ReturnValue": {"error": code}}),
+    )
+}
+
+/// `POST /eventhub`: an eventHubTrigger invocation.
+async fn eventhub_invocation(
+    state: AppState,
+    body: Result<Bytes, BodyError>,
+) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return invocation_body_error("eventhub", &e),
+    };
+    let Some(function) = &state.eventhub else {
+        return invocation_reply(
+            500,
+            &serde_json::json!({"Outputs": {}, "Logs": ["eventhub: not configured in this process"], "ReturnValue": {"error": "notConfigured"}}),
+        );
+    };
+    let answer = function.invoke(&body).await;
+    if let Some(receipt) = answer.receipt
+        && !receipt.lifecycle_items.is_empty()
+        && let Some(hooks) = &state.hooks
+    {
+        hooks.lifecycle(receipt.lifecycle_items);
+    }
+    invocation_reply(answer.status, &answer.body)
+}
+
+/// `POST /replay`: the replay timer.
+async fn replay_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return invocation_body_error("replay", &e),
+    };
+    let Some(timer) = &state.replay else {
+        return invocation_reply(
+            200,
+            &serde_json::json!({"Outputs": {}, "Logs": ["replay: not configured in this process"], "ReturnValue": {"skipped": true}}),
+        );
+    };
+    let (status, reply) = timer.run(&body).await;
+    invocation_reply(status, &reply)
 }
 
 /// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).

@@ -12,7 +12,8 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
             .expect("the template is valid")
             .progress_chars("=> "),
     );
-    let stats = crate::replay::replay(&archive, &keys, None, &progress).await?;
+    let payloads = crate::app::payload_store(config)?;
+    let stats = crate::replay::replay(&archive, &keys, payloads.as_deref(), &progress).await?;
     println!(
         "replay of {}: {} examined, {} recovered, {} already archived, {} still quarantined, {} unreadable",
         archive.location(),

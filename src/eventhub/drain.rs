@@ -63,7 +63,10 @@ pub async fn drain(function: &EventHubFunction) -> DrainStats {
     }
     stats.left = stats.spooled - stats.archived - stats.unreadable;
     if stats.archived > 0 {
-        tracing::info!(archived = stats.archived, "spooled Event Hubs batches archived");
+        tracing::info!(
+            archived = stats.archived,
+            "spooled Event Hubs batches archived"
+        );
     }
     stats
 }

@@ -109,7 +109,8 @@ impl EventHubFunction {
                 tracing::warn!(reason = %error, spool = %s.path.display(), %position, "eventhub: archive unavailable; batch spooled, retry asked");
                 answer(
                     500,
-                    "eventhub: archive unavailable; the batch is spooled and a retry is asked".into(),
+                    "eventhub: archive unavailable; the batch is spooled and a retry is asked"
+                        .into(),
                     json!({"error": "archiveUnavailable", "spooled": true, "retry": true}),
                 )
             }
@@ -133,7 +134,9 @@ impl EventHubFunction {
                 tracing::error!(reason = %error, spool_error = %spool_error, %position, "eventhub: BATCH NOT STORED: archive and spool failed on the last try; re-read these events from the hub");
                 answer(
                     500,
-                    format!("eventhub: batch not stored (archive and spool failed on the last try): {position}"),
+                    format!(
+                        "eventhub: batch not stored (archive and spool failed on the last try): {position}"
+                    ),
                     json!({"error": "notStored", "spooled": false, "retry": false, "position": position}),
                 )
             }

@@ -9,10 +9,10 @@
 //! - [`function`]: the `eventhub` invocation: decode, receive, spool, answer.
 //! - [`drain`]: the replay timer's first step: spooled invocations into the archive.
 
+pub mod drain;
+pub mod function;
 pub mod large_payload;
 pub mod payload;
 pub mod spool;
 pub mod url;
 pub mod validation;
-pub mod function;
-pub mod drain;

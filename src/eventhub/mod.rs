@@ -8,9 +8,11 @@
 //! - [`spool`]: the second store that keeps a batch the archive could not take on the last try.
 //! - [`function`]: the `eventhub` invocation: decode, receive, spool, answer.
 //! - [`drain`]: the replay timer's first step: spooled invocations into the archive.
+//! - [`host`]: the host's side (invocations in every encoding), for `simulate --eventhub` and tests.
 
 pub mod drain;
 pub mod function;
+pub mod host;
 pub mod large_payload;
 pub mod payload;
 pub mod spool;

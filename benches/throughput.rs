@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use teams_notifications::archive::Archive;
 use teams_notifications::archive::fs::FsArchive;
+use teams_notifications::devtools::certificates as dev;
+use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
+use teams_notifications::devtools::simulate::{self, Scenario, Target};
 use teams_notifications::graph::tokens::TokenValidator;
-use teams_notifications::issuer::{LocalIssuer, TokenSpec};
-use teams_notifications::keys::{CertificateStore, dev};
+use teams_notifications::keys::CertificateStore;
 use teams_notifications::receiver::{Endpoint, Receiver};
-use teams_notifications::simulate::{self, Scenario, Target};
 
 const CLIENT_STATE: &str = "bench-client-state";
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
@@ -330,15 +331,15 @@ fn main() {
             "http://{}/api/notifications",
             listener.local_addr().unwrap()
         );
-        let state = teams_notifications::server::AppState {
+        let state = teams_notifications::functions::routes::AppState {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
-            hooks: None,
+            renewer: None,
             eventhub: None,
             replay: None,
             max_invocation_bytes: 0,
         };
-        tokio::spawn(teams_notifications::server::run(
+        tokio::spawn(teams_notifications::functions::routes::run(
             listener,
             state,
             std::future::pending(),

@@ -2,7 +2,7 @@
 //!
 //! Azure Functions passes app settings to the custom handler as environment variables, so the
 //! environment is the only configuration source. The variable names are a contract shared with
-//! `local.settings.json`, `infra/` and the README; see `../shared/DESIGN.md`.
+//! `local.settings.json`, `infra/` and the README.
 
 use std::path::PathBuf;
 
@@ -107,6 +107,10 @@ pub struct Config {
     pub authority_host: String,
     /// `MAX_BODY_BYTES`: the largest notification body accepted.
     pub max_body_bytes: u64,
+    /// `SSL_CERT_FILE`: extra CA certificates outbound TLS trusts (beside the system roots).
+    pub ssl_cert_file: Option<PathBuf>,
+    /// `RENEW_WHEN_REMAINING` and the reconcile's other tuning.
+    pub reconcile: ReconcileOptions,
     /// Event Hubs delivery.
     pub event_hub: EventHubConfig,
 }
@@ -226,6 +230,51 @@ impl Config {
                 .to_string(),
             max_body_bytes,
             event_hub,
+            ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
+            reconcile: ReconcileOptions::from_lookup(get)?,
+        })
+    }
+}
+
+/// Default share of the lifetime left under which a subscription is renewed.
+pub const DEFAULT_RENEW_WHEN_REMAINING: f64 = 0.5;
+
+/// Tuning of the renewer's reconcile.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    /// `RENEW_WHEN_REMAINING` (0 < x < 1, default 0.5): renew when less than this share of the
+    /// requested lifetime is left. With the default, a 3-day subscription is renewed once 36
+    /// hours are left and a 1-day one at 12 hours, so a timer every 30 minutes has dozens of
+    /// chances, and a reconcile right after a renewal changes nothing. Keep the timer interval
+    /// well under `share x lifetime` (55 minutes without a lifecycle URL).
+    pub renew_when_remaining: f64,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        ReconcileOptions {
+            renew_when_remaining: DEFAULT_RENEW_WHEN_REMAINING,
+        }
+    }
+}
+
+impl ReconcileOptions {
+    /// Reads `RENEW_WHEN_REMAINING` through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(raw) = lookup("RENEW_WHEN_REMAINING").filter(|v| !v.trim().is_empty()) else {
+            return Ok(Self::default());
+        };
+        let share = raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s < 1.0)
+            .ok_or_else(|| ConfigError {
+                name: "RENEW_WHEN_REMAINING",
+                reason: format!("a share strictly between 0 and 1, got {raw:?}"),
+            })?;
+        Ok(ReconcileOptions {
+            renew_when_remaining: share,
         })
     }
 }
@@ -329,5 +378,27 @@ mod tests {
                 .name,
             "NOTIFICATION_CERTIFICATES"
         );
+    }
+
+    #[test]
+    fn share_is_read_and_bounded() {
+        assert_eq!(
+            ReconcileOptions::from_lookup(|_| None)
+                .unwrap()
+                .renew_when_remaining,
+            0.5
+        );
+        assert_eq!(
+            ReconcileOptions::from_lookup(|_| Some("0.25".into()))
+                .unwrap()
+                .renew_when_remaining,
+            0.25
+        );
+        for bad in ["0", "1", "-0.1", "half"] {
+            assert!(
+                ReconcileOptions::from_lookup(|_| Some(bad.into())).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

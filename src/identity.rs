@@ -47,12 +47,9 @@ pub enum IdentityError {
         credential: &'static str,
         reason: String,
     },
-    /// The outbound HTTP client could not be built (e.g. an unreadable `SSL_CERT_FILE`).
-    #[error("HTTP client: {0}")]
-    Http(String),
 }
 
-/// Which kind of credential [`credential`] picked (for logs and `handler subscriptions`).
+/// Which kind of credential [`credential_with`] picked (for logs and `handler subscriptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     ClientSecret,
@@ -70,14 +67,8 @@ impl CredentialKind {
     }
 }
 
-/// The credential the configuration and the process environment call for.
-pub fn credential(config: &Config) -> Result<Arc<dyn TokenCredential>, IdentityError> {
-    let http = crate::app::http_client().map_err(|e| IdentityError::Http(e.to_string()))?;
-    credential_with(config, |name| std::env::var(name).ok(), http).map(|(c, _)| c)
-}
-
-/// [`credential`] with the environment read through `env` and requests sent through `http`
-/// (tests pass a client trusting their fake's CA).
+/// The credential the configuration and the environment (read through `env`) call for, sending
+/// its requests through `http` (the builder's one client).
 pub fn credential_with(
     config: &Config,
     env: impl Fn(&str) -> Option<String>,

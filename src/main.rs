@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use teams_notifications::{app, cli, config::Config, server};
+use teams_notifications::{cli, config::Config, functions, startup};
 
 #[derive(Parser)]
 #[command(
@@ -97,10 +97,10 @@ fn init_tracing(default: &str) {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let state = app::state(&config).await?;
+    let app = startup::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
     tracing::info!(port = config.port, "listening");
-    server::run(listener, state, shutdown_signal()).await;
+    functions::routes::run(listener, app.state(), shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,11 +11,7 @@ pub mod fs;
 pub mod records;
 pub mod sas;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-
-use crate::config::{ArchiveConfig, Config};
 
 /// The top-level prefixes of the archive. A closed set: every object lives under one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,35 +185,6 @@ pub trait Archive: Send + Sync {
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectName>, ArchiveError>;
     /// Where the objects are, for people: a directory or a container URL (no secrets).
     fn location(&self) -> String;
-}
-
-/// Opens the configured backend (creating the directory or container if missing).
-pub async fn open(config: &Config) -> Result<Arc<dyn Archive>, ArchiveError> {
-    match &config.archive {
-        ArchiveConfig::Filesystem(dir) => Ok(Arc::new(fs::FsArchive::open(dir).await?)),
-        ArchiveConfig::BlobConnectionString {
-            connection_string,
-            container,
-        } => Ok(Arc::new(
-            blob::BlobArchive::from_connection_string(connection_string, container).await?,
-        )),
-        ArchiveConfig::BlobAccountUrl {
-            account_url,
-            container,
-        } => {
-            let credential = crate::identity::credential(config).map_err(|e| {
-                ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL credential: {e}"))
-            })?;
-            Ok(Arc::new(
-                blob::BlobArchive::from_account_url_with_credential(
-                    account_url,
-                    container,
-                    credential,
-                )
-                .await?,
-            ))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub struct EventRecord {
     #[serde(default)]
     pub tenant_id: Option<String>,
     #[serde(default)]
-    pub change_type: Option<String>,
+    pub change_type: Option<crate::graph::vocabulary::ChangeType>,
     #[serde(default)]
     pub resource: Option<String>,
     #[serde(default)]
@@ -72,6 +72,10 @@ pub struct RawRecord {
 pub struct RejectedRecord {
     pub received_at: String,
     pub reason: String,
+    /// Stable code of the reason (`badSignature`, `wrongAudience`, `tenantNotCovered`, ...);
+    /// empty in records written before codes existed.
+    #[serde(default)]
+    pub reason_code: String,
     pub notifications: Vec<ChangeNotification>,
     /// An Event Hubs event that is not a notification collection: its digest and size only (the
     /// text could hold a clientState, which is never stored).
@@ -87,6 +91,34 @@ pub struct UnreadableBody {
     pub bytes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_hub: Option<Value>,
+}
+
+/// A `resync/` object: the record of a `missed` lifecycle notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncRecord {
+    pub subscription_id: String,
+    /// The subscribed resource to read again (absent when neither the notification nor Graph
+    /// could tell).
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The window whose notifications may be missing.
+    pub window: ResyncWindow,
+    /// The lifecycle notification, canonical (no clientState).
+    pub notification: ChangeNotification,
+}
+
+/// Graph does not say which notifications were missed: the window opens at the last event
+/// archived for the subscription (`from` is `null`: find it in `events/`) and closes when the
+/// `missed` notification was received (`until`). Resync everything changed in between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncWindow {
+    #[serde(default)]
+    pub from: Option<String>,
+    pub until: String,
 }
 
 /// A lifecycle notification.

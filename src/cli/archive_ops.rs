@@ -3,17 +3,20 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::startup::Builder;
 
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
-    let archive = crate::archive::open(config).await?;
-    let keys = crate::app::certificate_store(config).await?;
+    let builder = Builder::new(config.clone());
+    let http = builder.http_client()?;
+    let archive = builder.archive(&http).await?;
+    let keys = builder.certificate_store(&http).await?;
     let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} objects")
             .expect("the template is valid")
             .progress_chars("=> "),
     );
-    let payloads = crate::app::payload_store(config)?;
-    let stats = crate::replay::replay(&archive, &keys, payloads.as_deref(), &progress).await?;
+    let payloads = builder.payload_store(&http)?;
+    let stats = crate::ops::replay::replay(&archive, &keys, payloads.as_deref(), &progress).await?;
     println!(
         "replay of {}: {} examined, {} recovered, {} already archived, {} still quarantined, {} unreadable",
         archive.location(),
@@ -27,8 +30,9 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
 }
 
 pub async fn report(config: &Config, json: bool) -> anyhow::Result<()> {
-    let archive = crate::archive::open(config).await?;
-    let report = crate::report::build(&archive).await?;
+    let builder = Builder::new(config.clone());
+    let archive = builder.archive(&builder.http_client()?).await?;
+    let report = crate::ops::report::build(&archive).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

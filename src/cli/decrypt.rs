@@ -37,7 +37,8 @@ pub async fn run(file: &Path, config: &Config) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let items = items_of(&text)?;
-    let keys = crate::app::certificate_store(config).await?;
+    let builder = crate::startup::Builder::new(config.clone());
+    let keys = builder.certificate_store(&builder.http_client()?).await?;
     let mut out = Vec::new();
     let mut failures = 0;
     for item in items {

@@ -16,9 +16,9 @@ use serde_json::json;
 
 use crate::archive::Archive;
 use crate::config::Config;
-use crate::issuer::{LocalIssuer, TokenSpec};
-use crate::keys::dev;
-use crate::simulate::{self, Scenario, Target};
+use crate::devtools::certificates as dev;
+use crate::devtools::issuer::{LocalIssuer, TokenSpec};
+use crate::devtools::simulate::{self, Scenario, Target};
 
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const APP_ID: &str = "5f3c9a1e-7d2b-4c8e-9a6f-1b2c3d4e5f60";
@@ -28,7 +28,7 @@ const SUBSCRIPTION: &str = "8b6f1c2d-4e5a-4b7c-9d8e-0f1a2b3c4d5e";
 pub struct DemoOutcome {
     pub archive: Arc<dyn Archive>,
     pub archive_dir: PathBuf,
-    pub report: crate::report::Report,
+    pub report: crate::ops::report::Report,
 }
 
 pub async fn run(workdir: &Path) -> anyhow::Result<DemoOutcome> {
@@ -75,12 +75,12 @@ pub async fn run(workdir: &Path) -> anyhow::Result<DemoOutcome> {
         ),
     ]);
     let config = Config::from_lookup(|k| settings.get(k).cloned())?;
-    let state = crate::app::state(&config).await?;
+    let state = crate::startup::build(&config).await?.state();
     let archive = state.receiver.archive.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::run(listener, state, async {
+    let server = tokio::spawn(crate::functions::routes::run(listener, state, async {
         let _ = stop_rx.await;
     }));
     println!(
@@ -230,7 +230,7 @@ pub async fn run(workdir: &Path) -> anyhow::Result<DemoOutcome> {
     issuer.shutdown().await;
     attacker.shutdown().await;
 
-    let report = crate::report::build(&archive).await?;
+    let report = crate::ops::report::build(&archive).await?;
     println!(
         "\n7. What was verified, decrypted and archived ({sent_rich} rich notifications sent):\n"
     );

@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use openssl::x509::X509;
 
 use crate::config::Config;
-use crate::issuer::{LocalIssuer, TokenSpec};
-use crate::simulate::{self, Scenario, Target};
+use crate::devtools::issuer::{LocalIssuer, TokenSpec};
+use crate::devtools::simulate::{self, Scenario, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -123,7 +123,7 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, _>>()?;
         bodies.push(simulate::collection(items, &tokens));
     }
-    let http = crate::app::http_client()?;
+    let http = crate::startup::Builder::new(config.clone()).http_client()?;
     let stats = simulate::post_all(&http, &args.url, bodies, args.rate).await;
     println!(
         "{} notification(s) of scenario {:?} in batches of {batch}: {}",

@@ -15,7 +15,8 @@ use crate::graph::subscriptions::{
     ApiVersion, DesiredEntry, DesiredSubscription, GraphClient, Subscription, default_api_version,
     default_lifetime, format_time, load_desired,
 };
-use crate::renew::{self, Delivery, ReconcileOptions, listing_version};
+use crate::renewer::{self, Delivery, listing_version};
+use crate::startup::Builder;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SubscriptionsCommand {
@@ -78,10 +79,10 @@ pub struct Target {
     /// A Graph resource path, e.g. /chats/getAllMessages.
     #[arg(long)]
     pub resource: Option<String>,
-    /// Meeting call events of the meeting with this raw join URL (seed 000; beta).
+    /// Meeting call events of the meeting with this raw join URL (Graph's meetingCallEvents; beta).
     #[arg(long)]
     pub meeting_join_url: Option<String>,
-    /// Emergency call events of this emergency calling policy (seed 003; beta).
+    /// Emergency call events of this emergency calling policy (Graph's getEmergencyEventsByPolicy; beta).
     #[arg(long)]
     pub emergency_policy: Option<String>,
 }
@@ -92,7 +93,8 @@ fn parse_api_version(s: &str) -> Result<ApiVersion, String> {
 
 /// Runs a `subscriptions` command.
 pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<()> {
-    let graph = graph_client(config)?;
+    let parts = Parts::new(config)?;
+    let graph = parts.builder.graph_client(&parts.http)?;
     match cmd {
         SubscriptionsCommand::List { api_version, json } => {
             list(&graph, config, api_version, json).await
@@ -116,7 +118,7 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
                 description: None,
             };
             let desired = entry.validate().map_err(anyhow::Error::msg)?;
-            create(&graph, config, &desired, json).await
+            create(&graph, &parts, &desired, json).await
         }
         SubscriptionsCommand::Renew {
             id,
@@ -144,15 +146,32 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
             }
             Ok(())
         }
-        SubscriptionsCommand::Reconcile { json } => reconcile(&graph, config, json).await,
+        SubscriptionsCommand::Reconcile { json } => reconcile(&graph, &parts, json).await,
     }
 }
 
 /// The Graph client of the configuration (`GRAPH_ENDPOINT`, the app's credential).
-pub fn graph_client(config: &Config) -> anyhow::Result<GraphClient> {
-    let credential = crate::identity::credential(config)?;
-    let http = crate::app::http_client()?;
-    Ok(GraphClient::new(http, &config.graph_endpoint, credential))
+/// What the commands build, through the builder: one HTTP client and one credential.
+struct Parts {
+    builder: Builder,
+    http: reqwest::Client,
+}
+
+impl Parts {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let builder = Builder::new(config.clone());
+        let http = builder.http_client()?;
+        Ok(Parts { builder, http })
+    }
+
+    fn config(&self) -> &Config {
+        self.builder.config()
+    }
+
+    /// The certificate store of the configuration (the one given to Graph is its current key).
+    async fn certificate_store(&self) -> anyhow::Result<crate::keys::CertificateStore> {
+        Ok(self.builder.certificate_store(&self.http).await?)
+    }
 }
 
 fn desired_or_empty(config: &Config) -> anyhow::Result<Vec<DesiredSubscription>> {
@@ -279,13 +298,13 @@ async fn list(
 
 async fn create(
     graph: &GraphClient,
-    config: &Config,
+    parts: &Parts,
     desired: &DesiredSubscription,
     json: bool,
 ) -> anyhow::Result<()> {
-    let delivery = Delivery::from_config(config)?;
-    let keys = crate::app::certificate_store(config).await?;
-    let new = renew::new_subscription(desired, &delivery, &keys, OffsetDateTime::now_utc())
+    let delivery = Delivery::from_config(parts.config())?;
+    let keys = parts.certificate_store().await?;
+    let new = renewer::new_subscription(desired, &delivery, &keys, OffsetDateTime::now_utc())
         .map_err(anyhow::Error::msg)?;
     let s = graph
         .create(desired.api_version, &new)
@@ -346,17 +365,24 @@ fn print_subscription(
     Ok(())
 }
 
-async fn reconcile(graph: &GraphClient, config: &Config, json: bool) -> anyhow::Result<()> {
+async fn reconcile(graph: &GraphClient, parts: &Parts, json: bool) -> anyhow::Result<()> {
+    let config = parts.config();
     let path = config
         .subscriptions_file
         .as_deref()
         .context("SUBSCRIPTIONS_FILE is not set: nothing to reconcile")?;
     let desired = load_desired(path)?;
     let delivery = Delivery::from_config(config)?;
-    let keys = crate::app::certificate_store(config).await?;
-    let options = ReconcileOptions::from_lookup(|k| std::env::var(k).ok())?;
-    let report =
-        renew::reconcile(graph, &keys, &delivery, &desired, &options, &HashSet::new()).await;
+    let keys = parts.certificate_store().await?;
+    let report = renewer::reconcile(
+        graph,
+        &keys,
+        &delivery,
+        &desired,
+        &config.reconcile,
+        &HashSet::new(),
+    )
+    .await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

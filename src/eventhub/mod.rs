@@ -6,13 +6,7 @@
 //! - [`url`]: `EventHub:` notification URLs for the desired subscriptions.
 //! - [`large_payload`]: payloads over 1 MB, which Graph leaves in a blob (`additionalPayloadStorageId`).
 //! - [`spool`]: the second store that keeps a batch the archive could not take on the last try.
-//! - [`function`]: the `eventhub` invocation: decode, receive, spool, answer.
-//! - [`drain`]: the replay timer's first step: spooled invocations into the archive.
-//! - [`host`]: the host's side (invocations in every encoding), for `simulate --eventhub` and tests.
 
-pub mod drain;
-pub mod function;
-pub mod host;
 pub mod large_payload;
 pub mod payload;
 pub mod spool;

@@ -16,8 +16,8 @@ pub fn is_validation_item(item: &ChangeNotification) -> bool {
     item.subscription_id == "NA"
         && item
             .change_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with(VALIDATION_CHANGE_TYPE))
+            .as_ref()
+            .is_some_and(|c| c.as_str().starts_with(VALIDATION_CHANGE_TYPE))
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ pub fn encrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::dev::self_signed;
+    use crate::devtools::certificates::self_signed;
 
     fn flip(b64_text: &str, index: usize) -> String {
         let mut raw = STANDARD.decode(b64_text).unwrap();

@@ -1,11 +1,13 @@
-//! Typed views of the decoded Teams resources: what the seeds' payloads mean.
+//! Typed views of the decoded Teams resources: what the payloads of Microsoft's Teams
+//! change-notification documents mean.
 //!
 //! The archive keeps every decoded payload exactly as Graph sent it; these types are a reading
 //! of it (for the event kind, the summary line, reports), so a field Graph adds tomorrow is never
 //! lost. Unknown resource types are kept as JSON, never rejected.
 //!
-//! Sources: seed 000 (meeting call events, `callevent`), seed 003 (`emergencyCallEvent`), seed 001
-//! (chat, chatMessage, channel, team, conversationMember, callRecording, callTranscript).
+//! Sources: Microsoft's "Get change notifications for Teams meeting call events" (`callevent`),
+//! "... for emergency call events" (`emergencyCallEvent`) and "... for Teams resources" (chat,
+//! chatMessage, channel, team, conversationMember, callRecording, callTranscript).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -142,7 +144,7 @@ impl TeamsEvent {
     }
 }
 
-/// `callevent`: a meeting call started, ended, or its roster changed (seed 000).
+/// `callevent`: a meeting call started, ended, or its roster changed (Microsoft's "Get change notifications for Teams meeting call events").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEvent {
@@ -284,7 +286,7 @@ struct EmergencyEnvelope {
     emergency_call_event: Option<EmergencyCallEvent>,
 }
 
-/// `emergencyCallEvent`: an emergency number was dialled (seed 003).
+/// `emergencyCallEvent`: an emergency number was dialled (Microsoft's "Get change notifications for emergency call events").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmergencyCallEvent {
@@ -369,7 +371,7 @@ pub struct Address {
     pub postal_code: Option<String>,
 }
 
-/// `chatMessage` (seed 001).
+/// `chatMessage` (Microsoft's "Get change notifications for Teams resources").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {

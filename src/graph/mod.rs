@@ -7,3 +7,4 @@ pub mod events;
 pub mod notification;
 pub mod subscriptions;
 pub mod tokens;
+pub mod vocabulary;

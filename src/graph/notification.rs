@@ -2,13 +2,16 @@
 //! for both the notification URL and the lifecycle URL.
 //!
 //! Shapes: <https://learn.microsoft.com/graph/api/resources/changenotificationcollection> and
-//! <https://learn.microsoft.com/graph/api/resources/changenotification>; the seeds in
-//! `../shared/seeds/` carry samples of each.
+//! <https://learn.microsoft.com/graph/api/resources/changenotification>; Microsoft's Teams
+//! change-notification documents (meeting call events, emergency call events, Teams resources)
+//! carry samples of each (tests/fixtures/).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::vocabulary::{ChangeType, LifecycleEvent};
 
 /// `{"value": [...], "validationTokens": [...]}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -40,7 +43,7 @@ pub struct ChangeNotification {
     pub client_state: Option<String>,
     /// `created`, `updated`, `deleted`, or anything newer Graph invents (kept as is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change_type: Option<String>,
+    pub change_type: Option<ChangeType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +58,7 @@ pub struct ChangeNotification {
     pub encrypted_content: Option<EncryptedContent>,
     /// Set on lifecycle notifications: `reauthorizationRequired`, `subscriptionRemoved`, `missed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle_event: Option<String>,
+    pub lifecycle_event: Option<LifecycleEvent>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -130,7 +133,7 @@ pub enum ParseError {
 
 /// Parses a notification body.
 ///
-/// Strict JSON first. Microsoft's published samples (the seeds) contain trailing commas; a body
+/// Strict JSON first. Microsoft's published samples (the Teams change-notification documents) contain trailing commas; a body
 /// that fails only because of them is accepted, since the meaning is unambiguous.
 pub fn parse_collection(body: &[u8]) -> Result<NotificationCollection, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -211,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn trailing_commas_of_the_seeds_are_tolerated() {
+    fn trailing_commas_of_microsofts_samples_are_tolerated() {
         let c =
             parse_collection(br#"{"value":[{"subscriptionId":"s","resourceData":{"id":"1",},}],}"#)
                 .unwrap();

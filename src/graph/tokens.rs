@@ -73,6 +73,27 @@ pub enum TokenError {
     Jwks(#[from] JwksError),
 }
 
+impl TokenError {
+    /// A stable code for records and dashboards (the text may change, the code does not).
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::NoTokens => "noTokens",
+            TokenError::Malformed(_) => "malformedToken",
+            TokenError::MissingClaim(_) => "missingClaim",
+            TokenError::UnsupportedAlgorithm(_) => "unsupportedAlgorithm",
+            TokenError::UnknownKey(_) => "unknownSigningKey",
+            TokenError::BadSignature => "badSignature",
+            TokenError::Expired { .. } => "expired",
+            TokenError::NotYetValid { .. } => "notYetValid",
+            TokenError::WrongAudience => "wrongAudience",
+            TokenError::WrongPublisher => "wrongPublisher",
+            TokenError::WrongIssuer => "wrongIssuer",
+            TokenError::TenantNotAllowed(_) => "tenantNotAllowed",
+            TokenError::Jwks(_) => "signingKeysUnavailable",
+        }
+    }
+}
+
 /// Why the signing keys could not be read from the authority.
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {

@@ -135,17 +135,16 @@ impl KeyVaultSource {
         })
     }
 
-    /// The source the configuration names, with production client options; `None` when
+    /// The source the configuration names, with `options` (the builder's transport); `None` when
     /// `KEY_VAULT_URL` is unset. Naming only one of the vault and the certificate is an error.
     pub fn from_config(
         config: &Config,
         credential: Arc<dyn TokenCredential>,
+        options: KeyVaultOptions,
     ) -> Result<Option<Self>, KeyError> {
         match (&config.key_vault_url, &config.certificate_name) {
             (None, None) => Ok(None),
-            (Some(url), Some(name)) => {
-                Self::new(url, name, credential, KeyVaultOptions::default()).map(Some)
-            }
+            (Some(url), Some(name)) => Self::new(url, name, credential, options).map(Some),
             (Some(_), None) => Err(KeyError::KeyVault(
                 "KEY_VAULT_URL is set but NOTIFICATION_CERTIFICATE_NAME is not".into(),
             )),
@@ -416,9 +415,13 @@ mod tests {
         let credential: Arc<dyn TokenCredential> = Arc::new(NoCredential);
 
         assert!(
-            KeyVaultSource::from_config(&config(&[]), credential.clone())
-                .unwrap()
-                .is_none()
+            KeyVaultSource::from_config(
+                &config(&[]),
+                credential.clone(),
+                KeyVaultOptions::default()
+            )
+            .unwrap()
+            .is_none()
         );
         let s = KeyVaultSource::from_config(
             &config(&[
@@ -426,6 +429,7 @@ mod tests {
                 ("NOTIFICATION_CERTIFICATE_NAME", "notify"),
             ]),
             credential.clone(),
+            KeyVaultOptions::default(),
         )
         .unwrap()
         .unwrap();
@@ -434,12 +438,14 @@ mod tests {
         let e = KeyVaultSource::from_config(
             &config(&[("KEY_VAULT_URL", "https://contoso.vault.azure.net")]),
             credential.clone(),
+            KeyVaultOptions::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("NOTIFICATION_CERTIFICATE_NAME"));
         let e = KeyVaultSource::from_config(
             &config(&[("NOTIFICATION_CERTIFICATE_NAME", "notify")]),
             credential,
+            KeyVaultOptions::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("KEY_VAULT_URL"));

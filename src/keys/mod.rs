@@ -8,7 +8,6 @@
 //! Sources: local files ([`local`], `NOTIFICATION_CERTIFICATES`) or Azure Key Vault
 //! ([`keyvault`], `KEY_VAULT_URL` + `NOTIFICATION_CERTIFICATE_NAME`, all enabled versions).
 
-pub mod dev;
 pub mod keyvault;
 pub mod local;
 

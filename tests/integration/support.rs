@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use teams_notifications::archive::fs::FsArchive;
 use teams_notifications::archive::{Archive, Kind, ObjectName};
 use teams_notifications::config::Config;
-use teams_notifications::server::{self, AppState};
+use teams_notifications::functions::routes::{self, AppState};
 
 pub const CLIENT_STATE: &str = "test-client-state-7f3a";
 
@@ -39,9 +39,10 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
     for (k, v) in overrides {
         settings.insert(k.to_string(), v.to_string());
     }
-    let state = teams_notifications::app::state(&config_from(&settings))
+    let state = teams_notifications::startup::build(&config_from(&settings))
         .await
-        .expect("app starts");
+        .expect("app starts")
+        .state();
     spawn_with_state(state, dir, archive_dir).await
 }
 
@@ -53,7 +54,7 @@ pub async fn spawn_with_state(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server::run(listener, state, async move {
+    let handle = tokio::spawn(routes::run(listener, state, async move {
         let _ = rx.await;
     }));
     TestApp {
@@ -130,7 +131,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 /// A seed payload with its placeholder clientState replaced by ours.
-pub fn seed_with_client_state(name: &str, client_state: &str) -> String {
+pub fn fixture_with_client_state(name: &str, client_state: &str) -> String {
     fixture(name)
         .replace("{secret client state}", client_state)
         .replace("<<--SpecifiedClientState-->>", client_state)

@@ -3,8 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use teams_notifications::devtools::certificates as dev;
 use teams_notifications::graph::crypto;
-use teams_notifications::keys::dev;
 
 fn handler() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_handler"));

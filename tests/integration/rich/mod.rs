@@ -10,12 +10,13 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use teams_notifications::archive::{Archive, Kind};
-use teams_notifications::issuer::{LocalIssuer, TokenSpec};
-use teams_notifications::keys::{DecryptionKey, dev};
-use teams_notifications::simulate::{self, Step, Target};
+use teams_notifications::devtools::certificates as dev;
+use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
+use teams_notifications::devtools::simulate::{self, Step, Target};
+use teams_notifications::keys::DecryptionKey;
 use time::OffsetDateTime;
 
-use crate::support::{CLIENT_STATE, TestApp, fixture, seed_with_client_state, spawn_app};
+use crate::support::{CLIENT_STATE, TestApp, fixture, fixture_with_client_state, spawn_app};
 
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const APP_ID: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
@@ -78,7 +79,7 @@ fn step(odata_type: &'static str, payload: Value) -> Step {
 }
 
 /// A seed fixture parsed leniently (the published samples have trailing commas).
-fn seed_json(name: &str) -> Value {
+fn fixture_json(name: &str) -> Value {
     let text = fixture(name);
     let cleaned = without_trailing_commas(&text);
     serde_json::from_str(&cleaned).unwrap()
@@ -123,25 +124,25 @@ async fn every_event_type_round_trips_with_its_payload() {
     let r = rig(vec![key], &[]).await;
     let mut cases: Vec<(&str, &'static str, Value)> = vec![];
     for f in [
-        "seed000_call_started.json",
-        "seed000_call_ended.json",
-        "seed000_roster_joined_lobby.json",
-        "seed000_roster_inactive.json",
-        "seed000_roster_left.json",
+        "callevent_call_started.json",
+        "callevent_call_ended.json",
+        "callevent_roster_joined_lobby.json",
+        "callevent_roster_inactive.json",
+        "callevent_roster_left.json",
     ] {
-        let mut p = seed_json(f);
+        let mut p = fixture_json(f);
         p["id"] = f.into();
         cases.push(("callevent", "#microsoft.graph.callevent", p));
     }
     cases.push((
         "emergencyCallEvent",
         "#microsoft.graph.emergencyCallEvent",
-        seed_json("seed003_emergency_call_event.json"),
+        fixture_json("emergency_call_event.json"),
     ));
     cases.push((
         "chatMessage",
         "#Microsoft.Graph.chatMessage",
-        seed_json("seed001_chat_message.json"),
+        fixture_json("chat_message.json"),
     ));
     cases.push((
         "chat",
@@ -188,7 +189,7 @@ async fn every_event_type_round_trips_with_its_payload() {
     }
     let lobby = events
         .iter()
-        .find(|e| e["payload"]["id"] == "seed000_roster_joined_lobby.json")
+        .find(|e| e["payload"]["id"] == "callevent_roster_joined_lobby.json")
         .unwrap();
     assert_eq!(
         lobby["summary"],
@@ -382,11 +383,11 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
     let r = rig(vec![], &[]).await;
     // The seeds' own envelopes (placeholders for the ciphertext), with a valid token.
     for seed in [
-        "seed000_meeting_envelope.json",
-        "seed003_emergency_envelope.json",
-        "seed001_chat_message_envelope.json",
+        "callevent_envelope.json",
+        "emergency_call_envelope.json",
+        "chat_message_envelope.json",
     ] {
-        let text = seed_with_client_state(seed, CLIENT_STATE)
+        let text = fixture_with_client_state(seed, CLIENT_STATE)
             .replace("{Organization/Tenant id}", TENANT)
             .replace("00000000-0000-0000-0000-000000000000", TENANT)
             .replace("<<--TenantForWhichNotificationWasSent-->>", TENANT);
@@ -431,7 +432,7 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
     let archive: Arc<dyn Archive> = Arc::new(r.app.archive().await);
     let store = teams_notifications::keys::CertificateStore::from_keys(vec![key]);
     let bar = indicatif::ProgressBar::hidden();
-    let first = teams_notifications::replay::replay(&archive, &store, None, &bar)
+    let first = teams_notifications::ops::replay::replay(&archive, &store, None, &bar)
         .await
         .unwrap();
     assert_eq!(first.recovered, 2, "{first:?}");
@@ -449,7 +450,7 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
         )
     );
     let before = r.app.counts().await;
-    let second = teams_notifications::replay::replay(&archive, &store, None, &bar)
+    let second = teams_notifications::ops::replay::replay(&archive, &store, None, &bar)
         .await
         .unwrap();
     assert_eq!(second.recovered, 0);

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use teams_notifications::archive::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{CLIENT_STATE, seed_with_client_state, spawn_app};
+use crate::support::{CLIENT_STATE, fixture_with_client_state, spawn_app};
 
 fn basic_item(
     subscription: &str,
@@ -93,7 +93,7 @@ async fn validation_handshake_echoes_the_decoded_token_on_both_urls() {
 async fn basic_seed_notification_is_archived_as_an_event_without_the_secret() {
     let app = spawn_app(&[]).await;
     // Seed 001 shows a single item; Graph sends it inside a collection.
-    let item = seed_with_client_state("seed001_channel_message_basic_item.json", CLIENT_STATE);
+    let item = fixture_with_client_state("channel_message_basic_item.json", CLIENT_STATE);
     let body = format!("{{\"value\": [{item}]}}");
     let r = app.post("/api/notifications", body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -358,7 +358,7 @@ async fn seed_payloads_with_trailing_commas_are_understood() {
     let app = spawn_app(&[]).await;
     // Seed 003's envelope has a trailing comma in resourceData; it is rich, and without
     // validationTokens that can be checked, it is kept as rejected evidence, not as an event.
-    let body = seed_with_client_state("seed003_emergency_envelope.json", CLIENT_STATE);
+    let body = fixture_with_client_state("emergency_call_envelope.json", CLIENT_STATE);
     let r = app.post("/api/notifications", body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(app.counts().await, HashMap::from([("rejected", 1)]));

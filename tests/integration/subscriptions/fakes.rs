@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use teams_notifications::archive::fs::FsArchive;
 use teams_notifications::config::Config;
-use teams_notifications::graph::subscriptions::{GraphClient, RetryPolicy};
-use teams_notifications::keys::{CertificateStore, DecryptionKey};
-use teams_notifications::renew::RenewContext;
+use teams_notifications::graph::subscriptions::RetryPolicy;
+use teams_notifications::keys::DecryptionKey;
+use teams_notifications::renewer::Renewer;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::{TcpListener, TcpStream};
@@ -504,8 +503,10 @@ pub struct Harness {
     pub fake: FakeGraph,
     pub entra: MockServer,
     _entra_front: TlsFront,
-    pub ctx: Arc<RenewContext>,
-    pub config: Config,
+    /// The renewer the builder made.
+    pub ctx: Arc<Renewer>,
+    /// The app serving HTTP, as the Functions host reaches it (`POST /renew`, lifecycle URL).
+    pub server: crate::support::TestApp,
     pub settings: HashMap<String, String>,
     pub key: Arc<DecryptionKey>,
     pub dir: tempfile::TempDir,
@@ -524,7 +525,11 @@ pub fn fast_retry() -> RetryPolicy {
 /// The certificate every harness gives Graph (generating RSA keys is slow: once per binary).
 pub fn current_key() -> &'static Arc<DecryptionKey> {
     static KEY: OnceLock<Arc<DecryptionKey>> = OnceLock::new();
-    KEY.get_or_init(|| Arc::new(teams_notifications::keys::dev::self_signed(CERT_ID, 30)))
+    KEY.get_or_init(|| {
+        Arc::new(teams_notifications::devtools::certificates::self_signed(
+            CERT_ID, 30,
+        ))
+    })
 }
 
 pub async fn harness(desired: Value) -> Harness {
@@ -539,6 +544,13 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
     std::fs::write(&file, serde_json::to_vec_pretty(&desired).unwrap()).unwrap();
     let archive_dir = dir.path().join("archive");
 
+    let pem = dir.path().join("current.pem");
+    std::fs::write(
+        &pem,
+        teams_notifications::devtools::certificates::to_pem(current_key()).unwrap(),
+    )
+    .unwrap();
+
     let mut settings: HashMap<String, String> = [
         ("GRAPH_TENANT_ID", TENANT.to_string()),
         ("GRAPH_CLIENT_ID", CLIENT_ID.to_string()),
@@ -550,6 +562,10 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
         ("GRAPH_ENDPOINT", graph.uri()),
         ("AUTHORITY_HOST", entra_front.url()),
         ("ARCHIVE_DIR", archive_dir.display().to_string()),
+        (
+            "NOTIFICATION_CERTIFICATES",
+            format!("{CERT_ID}={}", pem.display()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -563,30 +579,30 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
     }
     let config = Config::from_lookup(|k| settings.get(k).cloned()).unwrap();
 
-    let (credential, _) =
-        teams_notifications::identity::credential_with(&config, |_| None, TlsFront::client())
-            .unwrap();
-    let client = GraphClient::new(reqwest::Client::new(), &config.graph_endpoint, credential)
-        .with_retry(fast_retry());
+    // The production builder: one HTTP client (trusting the fake Entra's test CA), the real
+    // credential, certificate store, archive and renewer.
     let key = current_key().clone();
-    let keys = Arc::new(CertificateStore::from_keys(vec![
-        teams_notifications::keys::local::load_key(
-            CERT_ID.into(),
-            &teams_notifications::keys::dev::to_pem(&key).unwrap(),
-            "",
-            "test".into(),
-        )
-        .unwrap(),
-    ]));
-    let archive = Arc::new(FsArchive::open(&archive_dir).await.unwrap());
-    let ctx = Arc::new(RenewContext::new(config.clone(), client, keys, archive));
+    let app = teams_notifications::startup::Builder::new(config.clone())
+        .with_http(TlsFront::client())
+        .with_env(|_| None)
+        .with_graph_retry(fast_retry())
+        .build()
+        .await
+        .expect("the app starts");
+    let ctx = app.renewer.clone().expect("SUBSCRIPTIONS_FILE is set");
+    let server = crate::support::spawn_with_state(
+        app.state(),
+        tempfile::tempdir().unwrap(),
+        archive_dir.clone(),
+    )
+    .await;
     Harness {
         graph,
         fake,
         entra,
         _entra_front: entra_front,
         ctx,
-        config,
+        server,
         settings,
         key,
         dir,
@@ -594,6 +610,13 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
 }
 
 impl Harness {
+    /// The host's timer invocation `POST /renew`: the status and the JSON answer.
+    pub async fn timer(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self.server.post("/renew", body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("the answer is JSON"))
+    }
+
     /// Graph requests received so far, as `(method, path)`, token requests excluded.
     pub async fn calls(&self) -> Vec<(String, String)> {
         self.graph

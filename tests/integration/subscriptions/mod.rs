@@ -4,7 +4,6 @@
 mod fakes;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakes::*;
@@ -12,8 +11,8 @@ use serde_json::{Value, json};
 use teams_notifications::archive::Kind;
 use teams_notifications::graph::notification::{ChangeNotification, parse_collection};
 use teams_notifications::graph::subscriptions::{ApiVersion, GraphError};
-use teams_notifications::lifecycle::{self, Reaction};
-use teams_notifications::renew::{self, Action, RenewHooks};
+use teams_notifications::renewer::lifecycle::{self, Reaction};
+use teams_notifications::renewer::{self, Action};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wiremock::matchers::{method, path, path_regex};
@@ -190,8 +189,10 @@ async fn the_renewal_threshold_is_a_share_of_the_lifetime() {
     let id = h
         .fake
         .insert(existing(CHAT_MESSAGES, "created,updated", 1726));
-    let quarter = renew::ReconcileOptions::from_lookup(|_| Some("0.25".into())).unwrap();
-    let report = renew::reconcile(
+    let quarter =
+        teams_notifications::config::ReconcileOptions::from_lookup(|_| Some("0.25".into()))
+            .unwrap();
+    let report = renewer::reconcile(
         &h.ctx.graph,
         &h.ctx.keys,
         &h.ctx.delivery().unwrap(),
@@ -410,7 +411,7 @@ async fn throttling_is_bounded_and_the_timer_asks_for_a_retry() {
         .with_priority(1)
         .mount(&h.graph)
         .await;
-    let (status, body) = renew::handle_timer(&h.ctx, &timer_body(false)).await;
+    let (status, body) = h.timer(timer_body(false)).await;
     assert_eq!(status, 503, "a transient failure asks the host to retry");
     assert_eq!(
         h.requests("GET", "/v1.0/subscriptions").await.len(),
@@ -451,7 +452,7 @@ async fn graph_error_codes_surface_and_do_not_ask_for_retries() {
         .with_priority(1)
         .mount(&h.graph)
         .await;
-    let (status, body) = renew::handle_timer(&h.ctx, &timer_body(false)).await;
+    let (status, body) = h.timer(timer_body(false)).await;
     assert_eq!(
         status, 200,
         "a permission problem will not go away on retry"
@@ -516,13 +517,8 @@ async fn without_a_lifecycle_url_teams_subscriptions_live_an_hour() {
 
 #[tokio::test]
 async fn rich_subscriptions_need_a_certificate() {
-    let h = harness(chat_only()).await;
-    let ctx = renew::RenewContext::new(
-        h.config.clone(),
-        h.ctx.graph.clone(),
-        Arc::new(teams_notifications::keys::CertificateStore::empty()),
-        h.ctx.archive.clone(),
-    );
+    let h = harness_with(chat_only(), &[("NOTIFICATION_CERTIFICATES", "")]).await;
+    let ctx = &h.ctx;
     let report = ctx.reconcile().await;
     let failure = report.actions[0].failure.as_ref().unwrap();
     assert!(
@@ -539,7 +535,7 @@ async fn rich_subscriptions_need_a_certificate() {
 #[tokio::test]
 async fn timer_payload_as_object_or_string_with_is_past_due() {
     let h = harness(seeds()).await;
-    let (status, body) = renew::handle_timer(&h.ctx, &timer_body(true)).await;
+    let (status, body) = h.timer(timer_body(true)).await;
     assert_eq!(status, 200);
     assert_eq!(body["Outputs"], json!({}));
     assert_eq!(body["ReturnValue"]["isPastDue"], true);
@@ -562,7 +558,7 @@ async fn timer_payload_as_object_or_string_with_is_past_due() {
     // The timer as a string holding JSON (as some hosts send it).
     let timer = json!({"Schedule": {}, "IsPastDue": false}).to_string();
     let string_form = json!({"Data": {"timer": timer}, "Metadata": {}}).to_string();
-    let (status, body) = renew::handle_timer(&h.ctx, string_form.as_bytes()).await;
+    let (status, body) = h.timer(string_form.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(body["ReturnValue"]["isPastDue"], false);
     assert_eq!(body["ReturnValue"]["unchanged"], 3);
@@ -579,7 +575,7 @@ async fn timer_payload_as_object_or_string_with_is_past_due() {
 #[tokio::test]
 async fn a_malformed_timer_payload_still_reconciles() {
     let h = harness(chat_only()).await;
-    let (status, body) = renew::handle_timer(&h.ctx, b"not json at all").await;
+    let (status, body) = h.timer(&b"not json at all"[..]).await;
     assert_eq!(status, 200);
     assert_eq!(body["ReturnValue"]["created"], 1);
     assert!(
@@ -594,7 +590,7 @@ async fn a_malformed_timer_payload_still_reconciles() {
 #[tokio::test]
 async fn a_broken_desired_file_is_reported_without_calling_graph() {
     let h = harness(json!([{"resource": "/teams"}])).await;
-    let (status, body) = renew::handle_timer(&h.ctx, &timer_body(false)).await;
+    let (status, body) = h.timer(timer_body(false)).await;
     assert_eq!(status, 200, "retrying will not fix the file");
     let error = body["ReturnValue"]["error"].as_str().unwrap();
     assert!(
@@ -756,20 +752,10 @@ async fn react_returns_before_graph_answers() {
 // Through the real server, as the Functions host calls it
 // ---------------------------------------------------------------------------------------------
 
-async fn serve(h: &Harness) -> crate::support::TestApp {
-    let config =
-        teams_notifications::config::Config::from_lookup(|k| h.settings.get(k).cloned()).unwrap();
-    let mut state = teams_notifications::app::state(&config).await.unwrap();
-    state.hooks = Some(Arc::new(RenewHooks(h.ctx.clone())));
-    let dir = tempfile::tempdir().unwrap();
-    let archive_dir = h.dir.path().join("archive");
-    crate::support::spawn_with_state(state, dir, archive_dir).await
-}
-
 #[tokio::test]
 async fn the_host_timer_invocation_is_answered_in_the_host_shape() {
     let h = harness(seeds()).await;
-    let mut app = serve(&h).await;
+    let app = &h.server;
     let response = app.post("/renew", timer_body(true)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -777,7 +763,6 @@ async fn the_host_timer_invocation_is_answered_in_the_host_shape() {
     assert_eq!(body["ReturnValue"]["created"], 3);
     assert_eq!(body["ReturnValue"]["isPastDue"], true);
     assert!(body["Logs"].as_array().unwrap().len() >= 4);
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -798,7 +783,7 @@ async fn a_lifecycle_post_is_answered_before_the_reaction_runs() {
         .up_to_n_times(1)
         .mount(&h.graph)
         .await;
-    let mut app = serve(&h).await;
+    let app = &h.server;
     let body = json!({"value": [{
         "subscriptionId": removed,
         "subscriptionExpirationDateTime": "2026-05-06T07:08:09.0000000Z",
@@ -822,7 +807,6 @@ async fn a_lifecycle_post_is_answered_before_the_reaction_runs() {
         g.all().iter().any(|s| s["resource"] == CHAT_MESSAGES)
     })
     .await;
-    app.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -845,7 +829,7 @@ async fn no_secret_reaches_the_logs_or_the_invocation_answer() {
         .up_to_n_times(1)
         .mount(&h.graph)
         .await;
-    let (_, body) = renew::handle_timer(&h.ctx, &timer_body(true)).await;
+    let (_, body) = h.timer(timer_body(true)).await;
     lifecycle::react_now(&h.ctx, &lifecycle_item(&id, "reauthorizationRequired")).await;
     lifecycle::react_now(&h.ctx, &lifecycle_item(&id, "missed")).await;
 
@@ -869,7 +853,7 @@ async fn the_subscriptions_cli_reconciles_then_lists() {
     let pem = h.dir.path().join("current.pem");
     std::fs::write(
         &pem,
-        teams_notifications::keys::dev::to_pem(&h.key).unwrap(),
+        teams_notifications::devtools::certificates::to_pem(&h.key).unwrap(),
     )
     .unwrap();
     let run = |args: &[&str]| {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use teams_notifications::devtools::issuer::{LocalIssuer, Signing, TokenSpec};
 use teams_notifications::graph::tokens::{
     GRAPH_PUBLISHER_APP_ID, JwksError, TokenError, TokenValidator, ValidatorOptions,
 };
-use teams_notifications::issuer::{LocalIssuer, Signing, TokenSpec};
 
 const APP: &str = "8f6c1e4a-34a4-4d25-9a4b-6b7a0c1d2e3f";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";

@@ -9,7 +9,7 @@ use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 use time::OffsetDateTime;
 
-use super::{DecryptionKey, KeyError};
+use crate::keys::{DecryptionKey, KeyError};
 
 /// An RSA-2048 key with a self-signed certificate valid from an hour ago for `valid_days`.
 pub fn self_signed(id: &str, valid_days: i64) -> DecryptionKey {

@@ -1,12 +1,12 @@
 //! The Functions host's side of an eventHubTrigger invocation, for `handler simulate --eventhub`,
 //! the tests and the benchmarks: the batch serialized in each of the ways the host does it (see
-//! [`super::payload`]), with the trigger metadata it sends.
+//! [`crate::eventhub::payload`]), with the trigger metadata it sends.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::function::BINDING;
+use crate::functions::eventhub::BINDING;
 
 /// How the host serializes the batch into `Data.events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

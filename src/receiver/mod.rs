@@ -1,6 +1,9 @@
 //! The notification path, top to bottom: parse -> clientState -> validationTokens -> persist the
-//! raw batch -> decrypt -> archive. The HTTP layer (`server`) only reads the body and maps the
-//! outcome to a status; every step here is a call into its module.
+//! raw batch -> decrypt -> archive. The HTTP layer (`functions::routes`) only reads the body and
+//! maps the outcome to a status; every step here is a call into its module. Webhook bodies
+//! ([`Receiver::receive`]) and Event Hubs invocations ([`Receiver::receive_events`]) take the
+//! same steps ([`Receiver::stage`], then decryption and the archive writes); they differ only in
+//! the validationTokens rule ([`Delivery`]) and in how many writes a request makes.
 //!
 //! Invariants:
 //! - nothing is answered 202 before it is persisted (an archive failure is a 503 so Graph retries);
@@ -23,7 +26,7 @@ use crate::eventhub::validation::is_validation_item;
 use crate::graph::crypto::{self, DecryptError};
 use crate::graph::events::{EventKind, TeamsEvent};
 use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
-use crate::graph::tokens::TokenValidator;
+use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
 
 /// Which Graph URL a body arrived on.
@@ -47,7 +50,7 @@ pub enum Delivery {
 }
 
 /// What happened to a request's items (for the log line and the tests).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Receipt {
     /// Items in the body.
     pub items: usize,
@@ -68,7 +71,7 @@ pub struct Receipt {
     /// Objects that already existed (Graph resent something we had).
     pub duplicates: usize,
     /// Why the batch was rejected, if it was.
-    pub rejection: Option<String>,
+    pub rejection: Option<Rejection>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
 }
@@ -101,6 +104,75 @@ pub enum ReceiveError {
     /// 503: something could not be persisted; Graph will retry.
     #[error("{0}")]
     Unavailable(#[from] ArchiveError),
+}
+
+/// Why a rich batch is not accepted as genuine. Its `code()` goes into `rejected/` records.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error(
+        "validationTokens cannot be checked: GRAPH_CLIENT_ID and GRAPH_TENANT_ID are not configured"
+    )]
+    NoValidator,
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error("no validation token covers the tenant of subscription {subscription_id}")]
+    TenantNotCovered { subscription_id: String },
+}
+
+impl Rejection {
+    /// A stable code (the text may change, the code does not).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NoValidator => "validatorNotConfigured",
+            Rejection::Tokens(e) => e.code(),
+            Rejection::TenantNotCovered { .. } => "tenantNotCovered",
+        }
+    }
+}
+
+/// A request's accepted items, by what they need next.
+struct Batch {
+    lifecycle: Vec<ChangeNotification>,
+    basic: Vec<ChangeNotification>,
+    rich: Vec<ChangeNotification>,
+}
+
+impl Batch {
+    fn sort(endpoint: Endpoint, accepted: Vec<ChangeNotification>) -> Self {
+        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
+            .into_iter()
+            .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
+        // An item whose payload Graph left in blob storage is rich too (its content is fetched).
+        let (rich, basic): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|i| i.is_rich() || large_payload::storage_id(i).is_some());
+        Batch {
+            lifecycle,
+            basic,
+            rich,
+        }
+    }
+
+    /// The records of the items that need no key: lifecycle notifications and basic events.
+    fn verified_entries(&self, received_at: &str) -> Vec<Pending> {
+        let mut pending =
+            Vec::with_capacity(self.lifecycle.len() + self.basic.len() + self.rich.len() + 1);
+        pending.extend(
+            self.lifecycle
+                .iter()
+                .map(|i| lifecycle_entry(received_at, i)),
+        );
+        pending.extend(self.basic.iter().map(|i| basic_event_entry(received_at, i)));
+        pending
+    }
+
+    fn into_items(self) -> Vec<ChangeNotification> {
+        self.lifecycle
+            .into_iter()
+            .chain(self.basic)
+            .chain(self.rich)
+            .collect()
+    }
 }
 
 /// Everything the notification path needs, shared by all requests.
@@ -168,19 +240,18 @@ impl Staged {
 }
 
 impl Receiver {
-    /// Runs a webhook body through the notification path.
+    /// Runs a webhook body through the notification path, top to bottom.
     pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
-        let staged = self
-            .stage(endpoint, Delivery::Webhook, &received_at, body, None)
-            .await?;
         let Staged {
             mut receipt,
             first,
             rich,
-        } = staged;
-        // The raw batch (in `first`) is written while the rich items are decrypted (CPU overlaps
-        // I/O); the events follow once it is durable.
+        } = self
+            .stage(endpoint, Delivery::Webhook, &received_at, body, None)
+            .await?;
+        // The raw batch (in `first`) is written while the rich items are decrypted (CPU
+        // overlaps I/O); the events follow once it is durable.
         let (written, decrypted) = tokio::join!(
             self.write_all(first, &mut receipt),
             self.decrypt_batch(&received_at, rich)
@@ -198,7 +269,7 @@ impl Receiver {
         let received_at = now_rfc3339();
         let mut all = Staged::default();
         for event in events {
-            match self
+            let staged = self
                 .stage(
                     Endpoint::Notifications,
                     Delivery::EventHub,
@@ -206,8 +277,8 @@ impl Receiver {
                     &event.body,
                     Some(&event.metadata),
                 )
-                .await
-            {
+                .await;
+            match staged {
                 Ok(staged) => all.absorb(staged),
                 Err(reason) => all.absorb(unreadable_event(&received_at, &event, &reason)),
             }
@@ -222,8 +293,8 @@ impl Receiver {
         Ok(receipt)
     }
 
-    /// parse -> (Event Hubs: drop reachability messages) -> clientState -> validationTokens ->
-    /// payloads left in blob storage -> the records that need no decryption.
+    /// parse -> clientState -> validationTokens -> payloads left in blob storage -> the records
+    /// that need no key. `event_hub` is the event's metadata, kept in its raw record.
     async fn stage(
         &self,
         endpoint: Endpoint,
@@ -234,11 +305,68 @@ impl Receiver {
     ) -> Result<Staged, ParseError> {
         let collection = parse_collection(body)?;
         let mut staged = Staged::default();
-        let receipt = &mut staged.receipt;
-        receipt.items = collection.value.len();
+        staged.receipt.items = collection.value.len();
+        let accepted = self.accept(collection.value, delivery, &mut staged.receipt);
+        if accepted.is_empty() {
+            return Ok(staged);
+        }
+        let batch = Batch::sort(endpoint, accepted);
 
-        let accepted: Vec<ChangeNotification> = collection
-            .value
+        // validationTokens, once per body: a webhook batch with resource data must carry them;
+        // through Event Hubs they are checked when present (see [`Delivery`]).
+        let check = match delivery {
+            Delivery::Webhook => !batch.rich.is_empty(),
+            Delivery::EventHub => !collection.validation_tokens.is_empty(),
+        };
+        if check
+            && let Err(rejection) = self
+                .check_tokens(&collection.validation_tokens, &batch.rich)
+                .await
+        {
+            staged
+                .first
+                .push(reject(received_at, batch, &rejection, &mut staged.receipt));
+            staged.receipt.rejection = Some(rejection);
+            return Ok(staged);
+        }
+
+        staged.first = batch.verified_entries(received_at);
+        staged.receipt.lifecycle_items = batch.lifecycle;
+        if batch.rich.is_empty() {
+            return Ok(staged);
+        }
+
+        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
+        // Each item's canonical form is computed once, for the raw batch and the item's name.
+        let rich = batch.rich;
+        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
+        staged
+            .first
+            .push(raw_entry(received_at, check, event_hub, &rich, &canonicals));
+        for (item, canonical) in rich.into_iter().zip(canonicals) {
+            match large_payload::resolve(self.payloads.as_deref(), &item).await {
+                None => staged.rich.push((item, canonical)),
+                Some(Ok(full)) => staged.rich.push((full, canonical)),
+                Some(Err(e)) => {
+                    tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
+                    let (reason, code) = (e.to_string(), e.code());
+                    let entry = quarantine_entry(received_at, item, &canonical, reason, code);
+                    staged.first.push(entry);
+                }
+            }
+        }
+        Ok(staged)
+    }
+
+    /// The items whose clientState is ours; the others are counted and dropped. Through Event
+    /// Hubs, Graph's reachability message is skipped first (it is neither an event nor a forgery).
+    fn accept(
+        &self,
+        items: Vec<ChangeNotification>,
+        delivery: Delivery,
+        receipt: &mut Receipt,
+    ) -> Vec<ChangeNotification> {
+        items
             .into_iter()
             .filter(|item| {
                 if delivery == Delivery::EventHub && is_validation_item(item) {
@@ -257,81 +385,7 @@ impl Receiver {
                 }
                 ok
             })
-            .collect();
-        if accepted.is_empty() {
-            return Ok(staged);
-        }
-
-        let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
-            .into_iter()
-            .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
-        let (rich, basic): (Vec<_>, Vec<_>) = changes
-            .into_iter()
-            .partition(|i| i.is_rich() || large_payload::storage_id(i).is_some());
-
-        // validationTokens: once per body. A webhook rich batch must carry them; through Event
-        // Hubs they are checked when present.
-        let check = match delivery {
-            Delivery::Webhook => !rich.is_empty(),
-            Delivery::EventHub => !collection.validation_tokens.is_empty(),
-        };
-        if check
-            && let Err(reason) = self
-                .check_tokens(&collection.validation_tokens, &rich)
-                .await
-        {
-            let all: Vec<ChangeNotification> =
-                lifecycle.into_iter().chain(basic).chain(rich).collect();
-            staged.receipt.rejected = all.len();
-            tracing::warn!(items = all.len(), %reason, "batch rejected: validationTokens");
-            staged
-                .first
-                .push(rejected_entry(received_at, reason.clone(), all));
-            staged.receipt.rejection = Some(reason);
-            return Ok(staged);
-        }
-
-        for item in &lifecycle {
-            staged.first.push(lifecycle_entry(received_at, item));
-        }
-        for item in &basic {
-            staged.first.push(basic_event_entry(received_at, item));
-        }
-        staged.receipt.lifecycle_items = lifecycle;
-        if rich.is_empty() {
-            return Ok(staged);
-        }
-
-        // The raw batch: once it is stored, nothing in it can be lost, whatever happens next.
-        // Each item's canonical form is computed once, for the raw batch and the item's name.
-        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        staged.first.push(Pending {
-            name: records::batch_name(
-                Kind::Raw,
-                rich.first().and_then(ChangeNotification::partition_date),
-                canonicals.iter().map(Vec::as_slice),
-            ),
-            body: records::raw_record_json(received_at, check, event_hub, &canonicals),
-            outcome: Outcome::Other,
-        });
-        for (item, canonical) in rich.into_iter().zip(canonicals) {
-            match large_payload::resolve(self.payloads.as_deref(), &item).await {
-                None => staged.rich.push((item, canonical)),
-                Some(Ok(full)) => staged.rich.push((full, canonical)),
-                Some(Err(e)) => {
-                    tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
-                    let code = e.code();
-                    staged.first.push(quarantine_entry(
-                        received_at,
-                        item,
-                        &canonical,
-                        e.to_string(),
-                        code,
-                    ));
-                }
-            }
-        }
-        Ok(staged)
+            .collect()
     }
 
     fn client_state_matches(&self, got: Option<&str>) -> bool {
@@ -349,22 +403,18 @@ impl Receiver {
         &self,
         tokens: &[String],
         rich: &[ChangeNotification],
-    ) -> Result<(), String> {
+    ) -> Result<(), Rejection> {
         let Some(validator) = &self.tokens else {
-            return Err("validationTokens cannot be checked: GRAPH_CLIENT_ID and GRAPH_TENANT_ID are not configured".into());
+            return Err(Rejection::NoValidator);
         };
-        let validated = validator
-            .validate(tokens)
-            .await
-            .map_err(|e| e.to_string())?;
+        let validated = validator.validate(tokens).await?;
         match rich
             .iter()
             .find(|i| !i.tenant().is_some_and(|t| validated.covers(t)))
         {
-            Some(item) => Err(format!(
-                "no validation token covers the tenant of subscription {}",
-                item.subscription_id.escape_debug()
-            )),
+            Some(item) => Err(Rejection::TenantNotCovered {
+                subscription_id: item.subscription_id.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -469,17 +519,27 @@ fn key_ref(item: &ChangeNotification) -> KeyRef {
     })
 }
 
-fn rejected_entry(received_at: &str, reason: String, items: Vec<ChangeNotification>) -> Pending {
-    let canonicals: Vec<Vec<u8>> = items.iter().map(ChangeNotification::canonical).collect();
+/// A batch whose validationTokens failed, kept under `rejected/` as evidence only.
+fn reject(
+    received_at: &str,
+    batch: Batch,
+    rejection: &Rejection,
+    receipt: &mut Receipt,
+) -> Pending {
+    let all: Vec<ChangeNotification> = batch.into_items();
+    receipt.rejected = all.len();
+    tracing::warn!(items = all.len(), reason = %rejection, code = rejection.code(), "batch rejected: validationTokens");
+    let canonicals: Vec<Vec<u8>> = all.iter().map(ChangeNotification::canonical).collect();
     let name = records::batch_name(
         Kind::Rejected,
-        items.first().and_then(ChangeNotification::partition_date),
+        all.first().and_then(ChangeNotification::partition_date),
         canonicals.iter().map(Vec::as_slice),
     );
     let record = RejectedRecord {
         received_at: received_at.to_string(),
-        reason,
-        notifications: items,
+        reason: rejection.to_string(),
+        reason_code: rejection.code().to_string(),
+        notifications: all,
         unreadable: None,
     };
     Pending {
@@ -489,13 +549,15 @@ fn rejected_entry(received_at: &str, reason: String, items: Vec<ChangeNotificati
     }
 }
 
-/// An event that is not a notification collection: its digest and size under `rejected/`.
+/// An Event Hubs event that is not a notification collection: its digest and size under
+/// `rejected/` (its text could hold a clientState, which is never stored).
 fn unreadable_event(received_at: &str, event: &HubEvent, reason: &ParseError) -> Staged {
     let sha256 = records::sha256_hex(&event.body);
     tracing::warn!(%reason, bytes = event.body.len(), %sha256, "Event Hubs event is not a notification collection");
     let record = RejectedRecord {
         received_at: received_at.to_string(),
         reason: format!("not a notification collection: {reason}"),
+        reason_code: "notNotificationCollection".into(),
         notifications: Vec::new(),
         unreadable: Some(UnreadableBody {
             sha256: sha256.clone(),
@@ -517,14 +579,34 @@ fn unreadable_event(received_at: &str, event: &HubEvent, reason: &ParseError) ->
     }
 }
 
+/// The raw rich batch, as received (canonical items), persisted before decryption.
+/// `tokens_verified` is false for an Event Hubs event without tokens; `event_hub` is its metadata.
+fn raw_entry(
+    received_at: &str,
+    tokens_verified: bool,
+    event_hub: Option<&serde_json::Value>,
+    rich: &[ChangeNotification],
+    canonicals: &[Vec<u8>],
+) -> Pending {
+    Pending {
+        name: records::batch_name(
+            Kind::Raw,
+            rich.first().and_then(ChangeNotification::partition_date),
+            canonicals.iter().map(Vec::as_slice),
+        ),
+        body: records::raw_record_json(received_at, tokens_verified, event_hub, canonicals),
+        outcome: Outcome::Other,
+    }
+}
+
 fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let canonical = item.canonical();
     let record = LifecycleRecord {
         received_at: received_at.to_string(),
         lifecycle_event: item
             .lifecycle_event
-            .clone()
-            .unwrap_or_else(|| "unknown".into()),
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
         notification: item.clone(),
     };
     Pending {
@@ -539,7 +621,7 @@ fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
     let summary = format!(
         "{} {} {}",
         kind.name(),
-        item.change_type.as_deref().unwrap_or("changed"),
+        item.change_type.as_ref().map_or("changed", |c| c.as_str()),
         item.resource.as_deref().unwrap_or("")
     );
     event_entry(received_at, item, &item.canonical(), kind, summary, None)
@@ -606,6 +688,7 @@ fn event_entry(
     }
 }
 
+/// A quarantine record: the item as received, with the reason and its stable code.
 pub(crate) fn quarantine_entry(
     received_at: &str,
     item: ChangeNotification,

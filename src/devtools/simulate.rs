@@ -16,7 +16,7 @@ use crate::graph::crypto;
 pub enum Scenario {
     /// A meeting: call starts, participants join, wait in the lobby, are admitted, chat, leave, call ends.
     Meeting,
-    /// An emergency call (seed 003).
+    /// An emergency call (Graph's emergencyCallEvent).
     Emergency,
     /// A chat: created, members added, messages.
     Chat,

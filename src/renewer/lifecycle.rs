@@ -16,16 +16,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::archive::records::{sha256_hex, to_json};
+use super::{Renewer, Report, listing_version};
+use crate::archive::records::{ResyncRecord, ResyncWindow, sha256_hex, to_json};
 use crate::archive::{Kind, ObjectName, Written};
 use crate::graph::notification::ChangeNotification;
 use crate::graph::subscriptions::{
     ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
 };
-use crate::renew::{RenewContext, Report, listing_version};
+use crate::graph::vocabulary::LifecycleEvent;
 
 /// Attempts to write a resync marker before giving up (the archive may blink).
 const MARKER_ATTEMPTS: u32 = 3;
@@ -53,37 +53,9 @@ pub enum Reaction {
     Failed(String),
 }
 
-/// A `resync/` object: the record of a `missed` lifecycle notification.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResyncRecord {
-    pub subscription_id: String,
-    /// The subscribed resource to read again (absent when neither the notification nor Graph
-    /// could tell).
-    #[serde(default)]
-    pub resource: Option<String>,
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    /// The window whose notifications may be missing.
-    pub window: ResyncWindow,
-    /// The lifecycle notification, canonical (no clientState).
-    pub notification: ChangeNotification,
-}
-
-/// Graph does not say which notifications were missed: the window opens at the last event
-/// archived for the subscription (`from` is `null`: find it in `events/`) and closes when the
-/// `missed` notification was received (`until`). Resync everything changed in between.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResyncWindow {
-    #[serde(default)]
-    pub from: Option<String>,
-    pub until: String,
-}
-
 /// Reacts to one lifecycle notification in a background task and returns at once.
 pub fn react(
-    ctx: Arc<RenewContext>,
+    ctx: Arc<Renewer>,
     notification: &ChangeNotification,
 ) -> tokio::task::JoinHandle<Reaction> {
     let notification = notification.clone();
@@ -123,29 +95,28 @@ fn describe(r: &Reaction) -> String {
 }
 
 /// The reaction itself, awaited (tests and `react`'s task).
-pub async fn react_now(ctx: &RenewContext, notification: &ChangeNotification) -> Reaction {
-    let Some(event) = notification.lifecycle_event.as_deref() else {
+pub async fn react_now(ctx: &Renewer, notification: &ChangeNotification) -> Reaction {
+    let Some(event) = &notification.lifecycle_event else {
         return Reaction::Ignored("not a lifecycle notification".into());
     };
     if notification.subscription_id.is_empty() {
         return Reaction::Ignored(format!("{event} without a subscriptionId"));
     }
-    match event.to_ascii_lowercase().as_str() {
-        "reauthorizationrequired" => reauthorize(ctx, notification).await,
-        "subscriptionremoved" => {
+    match event {
+        LifecycleEvent::ReauthorizationRequired => reauthorize(ctx, notification).await,
+        LifecycleEvent::SubscriptionRemoved => {
             let removed = HashSet::from([notification.subscription_id.clone()]);
             Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
         }
-        "missed" => mark_resync(ctx, notification).await,
-        _ => Reaction::Ignored(format!("unknown lifecycle event {event:?}")),
+        LifecycleEvent::Missed => mark_resync(ctx, notification).await,
+        LifecycleEvent::Other(other) => {
+            Reaction::Ignored(format!("unknown lifecycle event {other:?}"))
+        }
     }
 }
 
 /// Finds the subscription Graph has under `id` (and the version its resource needs).
-async fn find(
-    ctx: &RenewContext,
-    id: &str,
-) -> Result<Option<(Subscription, ApiVersion)>, GraphError> {
+async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersion)>, GraphError> {
     let desired = ctx.desired().unwrap_or_default();
     let listed = ctx.graph.list(listing_version(&desired)).await?;
     let delivery_url = ctx.config.notification_url.clone().unwrap_or_default();
@@ -159,7 +130,7 @@ async fn find(
     }))
 }
 
-async fn reauthorize(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
+async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
     let guard = ctx.exclusive().await;
     let (resource, version) = match find(ctx, id).await {
@@ -218,7 +189,7 @@ async fn reauthorize(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
     }
 }
 
-async fn mark_resync(ctx: &RenewContext, n: &ChangeNotification) -> Reaction {
+async fn mark_resync(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
     let until = format_time(OffsetDateTime::now_utc());
     let resource = match &n.resource {
         Some(r) => Some(r.clone()),

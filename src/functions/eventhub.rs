@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::payload::{self, EventHubInvocation, Limits};
-use super::spool::Spool;
+use crate::eventhub::payload::{self, EventHubInvocation, Limits};
+use crate::eventhub::spool::Spool;
 use crate::receiver::{HubEvent, Receipt, Receiver};
 
 /// The trigger binding's name in `functions/eventhub/function.json`.

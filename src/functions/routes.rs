@@ -15,9 +15,10 @@ use futures::StreamExt;
 use warp::http::{StatusCode, header};
 use warp::{Buf, Filter, Rejection, Reply};
 
-use crate::eventhub::function::EventHubFunction;
+use super::eventhub::EventHubFunction;
+use super::replay::ReplayTimer;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
-use crate::replay_timer::ReplayTimer;
+use crate::renewer::Renewer;
 
 /// Shared state of the server.
 #[derive(Clone)]
@@ -25,23 +26,14 @@ pub struct AppState {
     pub receiver: Arc<Receiver>,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: u64,
-    /// Lifecycle reactions and the renew timer (absent when no Graph access is configured).
-    pub hooks: Option<Arc<dyn Hooks>>,
+    /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
+    pub renewer: Option<Arc<Renewer>>,
     /// The `eventhub` function (Graph's Event Hubs delivery).
     pub eventhub: Option<Arc<EventHubFunction>>,
     /// The `replay` timer (spool, quarantine and raw items).
     pub replay: Option<Arc<ReplayTimer>>,
     /// `EVENTHUB_MAX_INVOCATION_BYTES`.
     pub max_invocation_bytes: u64,
-}
-
-/// What the subscription side plugs into the server.
-#[async_trait::async_trait]
-pub trait Hooks: Send + Sync {
-    /// Reacts to archived lifecycle notifications; must return at once (work goes to a task).
-    fn lifecycle(&self, items: Vec<crate::graph::notification::ChangeNotification>);
-    /// Handles the timer invocation `POST /renew`: `(status, response body)`.
-    async fn renew(&self, body: Bytes) -> (u16, serde_json::Value);
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -183,9 +175,9 @@ where
                 "notifications accepted"
             );
             if !receipt.lifecycle_items.is_empty()
-                && let Some(hooks) = &state.hooks
+                && let Some(renewer) = &state.renewer
             {
-                hooks.lifecycle(receipt.lifecycle_items);
+                renewer.react(&receipt.lifecycle_items);
             }
             // Graph's advice: the same answer whether or not validation passed.
             StatusCode::ACCEPTED.into_response()
@@ -210,7 +202,7 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
-    let Some(hooks) = &state.hooks else {
+    let Some(renewer) = &state.renewer else {
         let reply = serde_json::json!({
             "Outputs": {},
             "Logs": ["renew: Graph access is not configured (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, SUBSCRIPTIONS_FILE); nothing to do"],
@@ -218,9 +210,10 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
         });
         return warp::reply::json(&reply).into_response();
     };
-    let (status, reply) = hooks.renew(body).await;
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+    let outcome = super::timer::renew(renewer, &body).await;
+    let status =
+        StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(&outcome.response), status).into_response()
 }
 
 /// An invocation answer: always the host's JSON shape.
@@ -266,9 +259,9 @@ async fn eventhub_invocation(
     let answer = function.invoke(&body).await;
     if let Some(receipt) = answer.receipt
         && !receipt.lifecycle_items.is_empty()
-        && let Some(hooks) = &state.hooks
+        && let Some(renewer) = &state.renewer
     {
-        hooks.lifecycle(receipt.lifecycle_items);
+        renewer.react(&receipt.lifecycle_items);
     }
     invocation_reply(answer.status, &answer.body)
 }

@@ -1,0 +1,15 @@
+//! The Azure Functions host adapters: everything that knows how the host calls the handler.
+//!
+//! - [`routes`]: the HTTP surface (forwarded requests on `/api/...`, readiness on `GET /`, the
+//!   timer invocations), thin handlers mapping outcomes to statuses;
+//! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
+//!   `{"Outputs","Logs","ReturnValue"}` out);
+//! - [`timer`]: the `renew` timer function on top of the renewer;
+//! - [`eventhub`]: the `eventhub` function (eventHubTrigger): decode, receive, spool, answer;
+//! - [`replay`]: the `replay` timer: the Event Hubs spool, then quarantine and raw items.
+
+pub mod eventhub;
+pub mod invocation;
+pub mod replay;
+pub mod routes;
+pub mod timer;

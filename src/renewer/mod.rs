@@ -1,0 +1,223 @@
+//! Subscriptions that never lapse: the reconcile of the desired subscriptions with Graph, and the
+//! `renew` timer function that runs it.
+//!
+//! The timer is `functions/renew/function.json`: a `timerTrigger` named `timer` on the NCRONTAB
+//! schedule of the app setting `RENEW_SCHEDULE` (default `0 */30 * * * *`, every 30 minutes).
+//! The host invokes it as `POST /renew` (see [`crate::host`]); [`handle_timer`] answers.
+//!
+//! Reconcile, per desired subscription (matched to Graph's by resource, changeType and
+//! notificationUrl):
+//! - missing (never created, expired, removed): create it; on 409 (emergency events allow one
+//!   subscription per app, tenant and policy) adopt the one Graph has;
+//! - present: renew it when less than [`ReconcileOptions::renew_when_remaining`] of its lifetime
+//!   is left, and move it to the current certificate when it still uses another one (one PATCH);
+//!   a 404 on that PATCH means Graph lost it: create it again;
+//! - several present (a lost race, a retried create): keep the one that lives longest, delete
+//!   the others, so no notification is archived twice under two subscription ids.
+//!
+//! Subscriptions of this app that deliver elsewhere or that the file no longer lists are left
+//! alone (counted as `unmanaged`): they lapse at their expiry. A reconcile right after another
+//! changes nothing. Reconciles never overlap within a process (one lock); across instances the
+//! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
+
+pub mod lifecycle;
+pub mod reconcile;
+pub mod report;
+
+use std::collections::HashSet;
+
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use crate::archive::Archive;
+use crate::config::{Config, ConfigError, ReconcileOptions};
+use crate::graph::notification::ChangeNotification;
+use crate::graph::subscriptions::{DesiredError, DesiredSubscription, GraphClient, load_desired};
+use crate::keys::CertificateStore;
+use std::sync::Arc;
+
+pub use reconcile::{listing_version, new_subscription, reconcile};
+pub use report::{Action, ActionRecord, Failure, Report};
+
+/// What every subscription we create is told: where to deliver, and the shared secret.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `NOTIFICATION_URL`.
+    pub notification_url: String,
+    /// `LIFECYCLE_NOTIFICATION_URL`; without it Teams subscriptions live at most an hour.
+    pub lifecycle_notification_url: Option<String>,
+    /// `NOTIFICATION_CLIENT_STATE`; the receiver drops anything without it.
+    pub client_state: SecretString,
+}
+
+/// Why the renewer cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the renewer needs {0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+}
+
+/// Graph's limit on `clientState`.
+pub const MAX_CLIENT_STATE_CHARS: usize = 128;
+
+impl Delivery {
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        let client_state = config
+            .client_state
+            .clone()
+            .ok_or(SetupError::Missing("NOTIFICATION_CLIENT_STATE"))?;
+        if client_state.expose_secret().chars().count() > MAX_CLIENT_STATE_CHARS {
+            return Err(SetupError::Config(ConfigError {
+                name: "NOTIFICATION_CLIENT_STATE",
+                reason: format!("Graph accepts at most {MAX_CLIENT_STATE_CHARS} characters"),
+            }));
+        }
+        Ok(Delivery {
+            notification_url: config
+                .notification_url
+                .clone()
+                .ok_or(SetupError::Missing("NOTIFICATION_URL"))?,
+            lifecycle_notification_url: config.lifecycle_notification_url.clone(),
+            client_state,
+        })
+    }
+
+    pub fn has_lifecycle_url(&self) -> bool {
+        self.lifecycle_notification_url.is_some()
+    }
+}
+
+/// Everything the timer and the lifecycle reactions need; shared by the server's tasks. Built
+/// by the builder ([`crate::startup`]) from the app's one HTTP client and credential.
+pub struct Renewer {
+    pub config: Config,
+    pub graph: GraphClient,
+    /// The certificate given to Graph for rich notifications is `keys.current()`.
+    pub keys: Arc<CertificateStore>,
+    /// Resync markers go here.
+    pub archive: Arc<dyn Archive>,
+    pub options: ReconcileOptions,
+    /// Serializes the Graph-changing work of this process (timer and reactions).
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Renewer {
+    /// The renewer for `config`, talking to Graph through `graph`. Checks the delivery settings
+    /// at once; the desired-subscriptions file is read afresh at every run.
+    pub fn new(
+        config: Config,
+        graph: GraphClient,
+        keys: Arc<CertificateStore>,
+        archive: Arc<dyn Archive>,
+    ) -> Result<Self, SetupError> {
+        let renewer = Renewer {
+            options: config.reconcile.clone(),
+            config,
+            graph,
+            keys,
+            archive,
+            lock: tokio::sync::Mutex::new(()),
+        };
+        renewer.delivery()?;
+        // A missing or broken desired file never takes the receiver down: it is said loudly
+        // now, and every timer run reports it in its Logs until it is fixed.
+        match renewer.desired() {
+            Ok(desired) => tracing::info!(
+                subscriptions = desired.len(),
+                graph = %renewer.config.graph_endpoint,
+                "renewer ready"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the desired subscriptions cannot be read: the renewer reports this at every run until it is fixed"
+            ),
+        }
+        Ok(renewer)
+    }
+
+    /// The desired subscriptions, read afresh (an edited file applies at the next run).
+    pub fn desired(&self) -> Result<Vec<DesiredSubscription>, SetupError> {
+        let path = self
+            .config
+            .subscriptions_file
+            .as_deref()
+            .ok_or(SetupError::Missing("SUBSCRIPTIONS_FILE"))?;
+        Ok(load_desired(path)?)
+    }
+
+    pub fn delivery(&self) -> Result<Delivery, SetupError> {
+        Delivery::from_config(&self.config)
+    }
+
+    /// Holds off other Graph-changing work of this process while the guard lives.
+    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    pub async fn reconcile(&self) -> Report {
+        self.reconcile_excluding(&HashSet::new()).await
+    }
+
+    /// A reconcile that treats the subscriptions `removed` as gone even if Graph still lists
+    /// them (a `subscriptionRemoved` notification can arrive before the listing forgets them).
+    pub async fn reconcile_excluding(&self, removed: &HashSet<String>) -> Report {
+        let _guard = self.exclusive().await;
+        let setup = self.desired().and_then(|d| Ok((d, self.delivery()?)));
+        match setup {
+            Ok((desired, delivery)) => {
+                reconcile(
+                    &self.graph,
+                    &self.keys,
+                    &delivery,
+                    &desired,
+                    &self.options,
+                    removed,
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile cannot start");
+                let mut report = Report::new(OffsetDateTime::now_utc());
+                report.error = Some(e.to_string());
+                report
+            }
+        }
+    }
+
+    /// Reacts to archived lifecycle notifications in background tasks; returns at once.
+    pub fn react(self: &Arc<Self>, items: &[ChangeNotification]) {
+        for item in items {
+            lifecycle::react(self.clone(), item);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_needs_the_url_and_a_client_state_graph_accepts() {
+        let config = |state: &str| {
+            Config::from_lookup(|k| match k {
+                "NOTIFICATION_URL" => Some("https://x.example/api/notifications".into()),
+                "NOTIFICATION_CLIENT_STATE" => Some(state.into()),
+                _ => None,
+            })
+            .unwrap()
+        };
+        assert!(Delivery::from_config(&config(&"s".repeat(128))).is_ok());
+        let err = Delivery::from_config(&config(&"s".repeat(129))).unwrap_err();
+        assert!(err.to_string().contains("128"), "{err}");
+        assert!(!err.to_string().contains("sss"));
+        let err = Delivery::from_config(&Config::from_lookup(|_| None).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("NOTIFICATION_CLIENT_STATE"),
+            "{err}"
+        );
+    }
+}

@@ -124,114 +124,40 @@ impl Config {
     /// Reads settings through `lookup` (tests pass a map instead of mutating the process env).
     /// Empty values count as unset, as they do in the Functions portal.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let list = |name: &str| -> Vec<String> {
-            get(name)
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-
-        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
-            Some(v) => v.parse().map_err(|_| ConfigError {
-                name: "FUNCTIONS_CUSTOMHANDLER_PORT",
-                reason: format!("not a port number: {v:?}"),
-            })?,
-            None => DEFAULT_PORT,
-        };
-        let max_body_bytes = match get("MAX_BODY_BYTES") {
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError {
-                    name: "MAX_BODY_BYTES",
-                    reason: format!("not a positive number of bytes: {v:?}"),
-                })?,
-            None => DEFAULT_MAX_BODY_BYTES,
-        };
-
-        let max_invocation_bytes = match get("EVENTHUB_MAX_INVOCATION_BYTES") {
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError {
-                    name: "EVENTHUB_MAX_INVOCATION_BYTES",
-                    reason: format!("not a positive number of bytes: {v:?}"),
-                })?,
-            None => DEFAULT_MAX_INVOCATION_BYTES,
-        };
-        let event_hub = EventHubConfig {
-            notification_url: get("EVENTHUB_NOTIFICATION_URL"),
-            payload_container_url: get("EVENTHUB_PAYLOAD_CONTAINER_URL"),
-            spool_dir: get("EVENTHUB_SPOOL_DIR")
-                .unwrap_or_else(|| DEFAULT_SPOOL_DIR.into())
-                .into(),
-            max_invocation_bytes,
-        };
-
-        let container =
-            get("ARCHIVE_CONTAINER").unwrap_or_else(|| DEFAULT_ARCHIVE_CONTAINER.into());
-        let archive = if let Some(cs) = get("ARCHIVE_CONNECTION") {
-            ArchiveConfig::BlobConnectionString {
-                connection_string: SecretString::from(cs),
-                container,
-            }
-        } else if let Some(url) = get("ARCHIVE_ACCOUNT_URL") {
-            ArchiveConfig::BlobAccountUrl {
-                account_url: url.trim_end_matches('/').to_string(),
-                container,
-            }
-        } else {
-            ArchiveConfig::Filesystem(
-                get("ARCHIVE_DIR")
-                    .unwrap_or_else(|| DEFAULT_ARCHIVE_DIR.into())
-                    .into(),
-            )
-        };
-
-        let local_certificates = list("NOTIFICATION_CERTIFICATES")
-            .into_iter()
-            .map(|entry| parse_local_certificate(&entry))
-            .collect::<Result<_, _>>()?;
-
+        let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+        let (port, max_body_bytes) = server_settings(lookup)?;
+        let (tenant_ids, client_ids, client_secret, graph_endpoint, authority_host) =
+            identity_settings(lookup);
+        let archive = archive_settings(lookup);
+        let (
+            client_state,
+            key_vault_url,
+            certificate_name,
+            local_certificates,
+            certificate_password,
+        ) = key_settings(lookup)?;
+        let (notification_url, lifecycle_notification_url, subscriptions_file) =
+            renewer_settings(lookup);
         Ok(Config {
             port,
-            tenant_ids: list("GRAPH_TENANT_ID"),
-            client_ids: list("GRAPH_CLIENT_ID"),
-            client_secret: get("GRAPH_CLIENT_SECRET").map(SecretString::from),
-            client_state: get("NOTIFICATION_CLIENT_STATE").map(SecretString::from),
-            notification_url: get("NOTIFICATION_URL"),
-            lifecycle_notification_url: get("LIFECYCLE_NOTIFICATION_URL"),
-            key_vault_url: get("KEY_VAULT_URL"),
-            certificate_name: get("NOTIFICATION_CERTIFICATE_NAME"),
+            tenant_ids,
+            client_ids,
+            client_secret,
+            client_state,
+            notification_url,
+            lifecycle_notification_url,
+            key_vault_url,
+            certificate_name,
             local_certificates,
-            certificate_password: SecretString::from(
-                lookup("NOTIFICATION_CERTIFICATE_PASSWORD").unwrap_or_default(),
-            ),
+            certificate_password,
             archive,
-            subscriptions_file: get("SUBSCRIPTIONS_FILE").map(PathBuf::from),
-            graph_endpoint: get("GRAPH_ENDPOINT")
-                .unwrap_or_else(|| DEFAULT_GRAPH_ENDPOINT.into())
-                .trim_end_matches('/')
-                .to_string(),
-            authority_host: get("AUTHORITY_HOST")
-                .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.into())
-                .trim_end_matches('/')
-                .to_string(),
+            subscriptions_file,
+            graph_endpoint,
+            authority_host,
             max_body_bytes,
-            event_hub,
-            ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
-            reconcile: ReconcileOptions::from_lookup(get)?,
+            ssl_cert_file: setting(lookup, "SSL_CERT_FILE").map(PathBuf::from),
+            reconcile: ReconcileOptions::from_lookup(|name| setting(lookup, name))?,
+            event_hub: event_hub_settings(lookup)?,
         })
     }
 }
@@ -277,6 +203,165 @@ impl ReconcileOptions {
             renew_when_remaining: share,
         })
     }
+}
+
+/// A setting, trimmed; empty counts as unset.
+fn setting(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A comma-separated setting, items trimmed, empty items dropped.
+fn setting_list(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    setting(lookup, name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A URL setting without its trailing slash, `default` when unset.
+fn setting_url(lookup: &dyn Fn(&str) -> Option<String>, name: &str, default: &str) -> String {
+    setting(lookup, name)
+        .unwrap_or_else(|| default.into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Event Hubs delivery: `EVENTHUB_NOTIFICATION_URL`, `EVENTHUB_PAYLOAD_CONTAINER_URL`,
+/// `EVENTHUB_SPOOL_DIR`, `EVENTHUB_MAX_INVOCATION_BYTES`.
+fn event_hub_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<EventHubConfig, ConfigError> {
+    let max_invocation_bytes = match setting(lookup, "EVENTHUB_MAX_INVOCATION_BYTES") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError {
+                name: "EVENTHUB_MAX_INVOCATION_BYTES",
+                reason: format!("not a positive number of bytes: {v:?}"),
+            })?,
+        None => DEFAULT_MAX_INVOCATION_BYTES,
+    };
+    Ok(EventHubConfig {
+        notification_url: setting(lookup, "EVENTHUB_NOTIFICATION_URL"),
+        payload_container_url: setting(lookup, "EVENTHUB_PAYLOAD_CONTAINER_URL"),
+        spool_dir: setting(lookup, "EVENTHUB_SPOOL_DIR")
+            .unwrap_or_else(|| DEFAULT_SPOOL_DIR.into())
+            .into(),
+        max_invocation_bytes,
+    })
+}
+
+/// The server: `FUNCTIONS_CUSTOMHANDLER_PORT` and `MAX_BODY_BYTES`.
+fn server_settings(lookup: &dyn Fn(&str) -> Option<String>) -> Result<(u16, u64), ConfigError> {
+    let port = match setting(lookup, "FUNCTIONS_CUSTOMHANDLER_PORT") {
+        Some(v) => v.parse().map_err(|_| ConfigError {
+            name: "FUNCTIONS_CUSTOMHANDLER_PORT",
+            reason: format!("not a port number: {v:?}"),
+        })?,
+        None => DEFAULT_PORT,
+    };
+    let max_body_bytes = match setting(lookup, "MAX_BODY_BYTES") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError {
+                name: "MAX_BODY_BYTES",
+                reason: format!("not a positive number of bytes: {v:?}"),
+            })?,
+        None => DEFAULT_MAX_BODY_BYTES,
+    };
+    Ok((port, max_body_bytes))
+}
+
+/// Who we are and whom we ask: tenants, client ids, the client secret, `GRAPH_ENDPOINT` and
+/// `AUTHORITY_HOST`.
+#[allow(clippy::type_complexity)]
+fn identity_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Option<SecretString>,
+    String,
+    String,
+) {
+    (
+        setting_list(lookup, "GRAPH_TENANT_ID"),
+        setting_list(lookup, "GRAPH_CLIENT_ID"),
+        setting(lookup, "GRAPH_CLIENT_SECRET").map(SecretString::from),
+        setting_url(lookup, "GRAPH_ENDPOINT", DEFAULT_GRAPH_ENDPOINT),
+        setting_url(lookup, "AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST),
+    )
+}
+
+/// The archive: `ARCHIVE_CONNECTION`, else `ARCHIVE_ACCOUNT_URL`, else `ARCHIVE_DIR`.
+fn archive_settings(lookup: &dyn Fn(&str) -> Option<String>) -> ArchiveConfig {
+    let container =
+        setting(lookup, "ARCHIVE_CONTAINER").unwrap_or_else(|| DEFAULT_ARCHIVE_CONTAINER.into());
+    if let Some(cs) = setting(lookup, "ARCHIVE_CONNECTION") {
+        ArchiveConfig::BlobConnectionString {
+            connection_string: SecretString::from(cs),
+            container,
+        }
+    } else if let Some(url) = setting(lookup, "ARCHIVE_ACCOUNT_URL") {
+        ArchiveConfig::BlobAccountUrl {
+            account_url: url.trim_end_matches('/').to_string(),
+            container,
+        }
+    } else {
+        ArchiveConfig::Filesystem(
+            setting(lookup, "ARCHIVE_DIR")
+                .unwrap_or_else(|| DEFAULT_ARCHIVE_DIR.into())
+                .into(),
+        )
+    }
+}
+
+/// Secrets and certificates: the client state, the Key Vault certificate, local certificate
+/// files and their password (kept as given: a password may start or end with spaces).
+#[allow(clippy::type_complexity)]
+fn key_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<
+    (
+        Option<SecretString>,
+        Option<String>,
+        Option<String>,
+        Vec<LocalCertificate>,
+        SecretString,
+    ),
+    ConfigError,
+> {
+    let local_certificates = setting_list(lookup, "NOTIFICATION_CERTIFICATES")
+        .into_iter()
+        .map(|entry| parse_local_certificate(&entry))
+        .collect::<Result<_, _>>()?;
+    Ok((
+        setting(lookup, "NOTIFICATION_CLIENT_STATE").map(SecretString::from),
+        setting(lookup, "KEY_VAULT_URL"),
+        setting(lookup, "NOTIFICATION_CERTIFICATE_NAME"),
+        local_certificates,
+        SecretString::from(lookup("NOTIFICATION_CERTIFICATE_PASSWORD").unwrap_or_default()),
+    ))
+}
+
+/// The renewer: the notification and lifecycle URLs given to Graph, and `SUBSCRIPTIONS_FILE`.
+fn renewer_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Option<String>, Option<String>, Option<PathBuf>) {
+    (
+        setting(lookup, "NOTIFICATION_URL"),
+        setting(lookup, "LIFECYCLE_NOTIFICATION_URL"),
+        setting(lookup, "SUBSCRIPTIONS_FILE").map(PathBuf::from),
+    )
 }
 
 /// `path` or `id=path`. A Windows-style `C:\...` path has no `=`, so the split is unambiguous.

@@ -55,17 +55,36 @@ fn config(msg: impl Into<String>) -> ArchiveError {
 
 impl ConnectionString {
     pub fn parse(s: &str) -> Result<Self, ArchiveError> {
-        #[derive(Default)]
-        struct Fields<'a> {
-            development: Option<&'a str>,
-            protocol: Option<&'a str>,
-            account: Option<&'a str>,
-            key: Option<&'a str>,
-            suffix: Option<&'a str>,
-            blob_endpoint: Option<&'a str>,
-            sas: Option<&'a str>,
+        let fields = Fields::read(s)?;
+        if let Some(dev) = fields.development {
+            return development_storage(dev, &fields);
         }
-        let mut f = Fields::default();
+        if let Some(account) = fields.account {
+            check_account_name(account)?;
+        }
+        Ok(ConnectionString {
+            blob_endpoint: blob_endpoint(&fields)?,
+            auth: auth(&fields)?,
+        })
+    }
+}
+
+/// The values of the keys we use, trimmed, each given at most once and not empty.
+#[derive(Default)]
+struct Fields<'a> {
+    development: Option<&'a str>,
+    protocol: Option<&'a str>,
+    account: Option<&'a str>,
+    key: Option<&'a str>,
+    suffix: Option<&'a str>,
+    blob_endpoint: Option<&'a str>,
+    sas: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    /// Reads the `;`-separated `Key=Value` parts.
+    fn read(s: &'a str) -> Result<Self, ArchiveError> {
+        let mut fields = Fields::default();
         for (index, segment) in s.split(';').enumerate() {
             let segment = segment.trim();
             if segment.is_empty() {
@@ -77,29 +96,9 @@ impl ConnectionString {
                     index + 1
                 )));
             };
-            let key = key.trim();
-            let value = value.trim();
-            let lower = key.to_ascii_lowercase();
-            let slot = match lower.as_str() {
-                "usedevelopmentstorage" => &mut f.development,
-                "defaultendpointsprotocol" => &mut f.protocol,
-                "accountname" => &mut f.account,
-                "accountkey" => &mut f.key,
-                "endpointsuffix" => &mut f.suffix,
-                "blobendpoint" => &mut f.blob_endpoint,
-                "sharedaccesssignature" => &mut f.sas,
-                other if IGNORED_KEYS.contains(&other) => continue,
-                // A pasted key without `AccountKey=` lands here: name it only if it looks
-                // like a key name, never like a secret.
-                _ if key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                    return Err(config(format!("unknown key `{key}`")));
-                }
-                _ => {
-                    return Err(config(format!(
-                        "part {} has an unknown key (not shown: it does not look like a key name)",
-                        index + 1
-                    )));
-                }
+            let (key, value) = (key.trim(), value.trim());
+            let Some(slot) = fields.slot(key, index)? else {
+                continue;
             };
             if slot.is_some() {
                 return Err(config(format!("`{key}` is given twice")));
@@ -109,104 +108,146 @@ impl ConnectionString {
             }
             *slot = Some(value);
         }
-
-        if let Some(dev) = f.development {
-            if !dev.eq_ignore_ascii_case("true") {
-                return Err(config("UseDevelopmentStorage must be `true` (or left out)"));
-            }
-            if f.account.is_some()
-                || f.key.is_some()
-                || f.blob_endpoint.is_some()
-                || f.sas.is_some()
-                || f.protocol.is_some()
-                || f.suffix.is_some()
-            {
-                return Err(config(
-                    "UseDevelopmentStorage=true stands alone; for another Azurite address give \
-                     DefaultEndpointsProtocol, AccountName, AccountKey and BlobEndpoint",
-                ));
-            }
-            return Ok(ConnectionString {
-                blob_endpoint: Url::parse(DEVELOPMENT_BLOB_ENDPOINT).expect("constant URL"),
-                auth: StorageAuth::AccountKey(AccountKey::from_base64(
-                    DEVELOPMENT_ACCOUNT,
-                    DEVELOPMENT_ACCOUNT_KEY,
-                )?),
-            });
-        }
-
-        if let Some(account) = f.account {
-            let valid = (3..=24).contains(&account.len())
-                && account
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if !valid {
-                return Err(config(
-                    "AccountName must be 3 to 24 lowercase letters and digits",
-                ));
-            }
-        }
-
-        let blob_endpoint = match (f.blob_endpoint, f.account) {
-            (Some(endpoint), _) => parse_endpoint(endpoint)?,
-            (None, Some(account)) => {
-                let protocol = match f.protocol.map(str::to_ascii_lowercase).as_deref() {
-                    None | Some("https") => "https",
-                    Some("http") => "http",
-                    Some(_) => {
-                        return Err(config("DefaultEndpointsProtocol must be `http` or `https`"));
-                    }
-                };
-                let suffix = f.suffix.unwrap_or(DEFAULT_ENDPOINT_SUFFIX);
-                if suffix.contains(['/', '?', '#', '@', ':']) {
-                    return Err(config(
-                        "EndpointSuffix must be a DNS suffix such as core.windows.net",
-                    ));
-                }
-                parse_endpoint(&format!("{protocol}://{account}.blob.{suffix}"))?
-            }
-            (None, None) => {
-                return Err(config(
-                    "needs AccountName (or BlobEndpoint), or UseDevelopmentStorage=true",
-                ));
-            }
-        };
-
-        let auth = match (f.key, f.sas) {
-            (Some(_), Some(_)) => {
-                return Err(config("give AccountKey or SharedAccessSignature, not both"));
-            }
-            (Some(key), None) => {
-                let account = f.account.ok_or_else(|| {
-                    config("AccountKey needs AccountName (the account is part of what is signed)")
-                })?;
-                StorageAuth::AccountKey(AccountKey::from_base64(account, key).map_err(
-                    |e| match e {
-                        ArchiveError::Config(m) => config(m),
-                        other => other,
-                    },
-                )?)
-            }
-            (None, Some(sas)) => {
-                let sas = sas.trim_start_matches('?');
-                if !sas.split('&').any(|p| p.starts_with("sig=")) {
-                    return Err(config("SharedAccessSignature has no `sig` parameter"));
-                }
-                StorageAuth::Sas(SecretString::from(sas))
-            }
-            (None, None) => {
-                return Err(config(
-                    "needs AccountKey or SharedAccessSignature (for managed identity set \
-                     ARCHIVE_ACCOUNT_URL instead)",
-                ));
-            }
-        };
-
-        Ok(ConnectionString {
-            blob_endpoint,
-            auth,
-        })
+        Ok(fields)
     }
+
+    /// Where the value of `key` (part `index`) goes; `None` for another service's key.
+    fn slot(
+        &mut self,
+        key: &str,
+        index: usize,
+    ) -> Result<Option<&mut Option<&'a str>>, ArchiveError> {
+        Ok(Some(match key.to_ascii_lowercase().as_str() {
+            "usedevelopmentstorage" => &mut self.development,
+            "defaultendpointsprotocol" => &mut self.protocol,
+            "accountname" => &mut self.account,
+            "accountkey" => &mut self.key,
+            "endpointsuffix" => &mut self.suffix,
+            "blobendpoint" => &mut self.blob_endpoint,
+            "sharedaccesssignature" => &mut self.sas,
+            other if IGNORED_KEYS.contains(&other) => return Ok(None),
+            _ => return Err(unknown_key(key, index)),
+        }))
+    }
+}
+
+/// A pasted key without `AccountKey=` lands here: name it only if it looks like a key name,
+/// never like a secret.
+fn unknown_key(key: &str, index: usize) -> ArchiveError {
+    if key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphabetic()) {
+        config(format!("unknown key `{key}`"))
+    } else {
+        config(format!(
+            "part {} has an unknown key (not shown: it does not look like a key name)",
+            index + 1
+        ))
+    }
+}
+
+/// `UseDevelopmentStorage=true`: Azurite's default address and well-known account.
+fn development_storage(dev: &str, f: &Fields) -> Result<ConnectionString, ArchiveError> {
+    if !dev.eq_ignore_ascii_case("true") {
+        return Err(config("UseDevelopmentStorage must be `true` (or left out)"));
+    }
+    if f.account.is_some()
+        || f.key.is_some()
+        || f.blob_endpoint.is_some()
+        || f.sas.is_some()
+        || f.protocol.is_some()
+        || f.suffix.is_some()
+    {
+        return Err(config(
+            "UseDevelopmentStorage=true stands alone; for another Azurite address give \
+             DefaultEndpointsProtocol, AccountName, AccountKey and BlobEndpoint",
+        ));
+    }
+    Ok(ConnectionString {
+        blob_endpoint: Url::parse(DEVELOPMENT_BLOB_ENDPOINT).expect("constant URL"),
+        auth: StorageAuth::AccountKey(AccountKey::from_base64(
+            DEVELOPMENT_ACCOUNT,
+            DEVELOPMENT_ACCOUNT_KEY,
+        )?),
+    })
+}
+
+fn check_account_name(account: &str) -> Result<(), ArchiveError> {
+    let valid = (3..=24).contains(&account.len())
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(config(
+            "AccountName must be 3 to 24 lowercase letters and digits",
+        ))
+    }
+}
+
+/// `BlobEndpoint` when given, else the public endpoint of `AccountName`.
+fn blob_endpoint(f: &Fields) -> Result<Url, ArchiveError> {
+    match (f.blob_endpoint, f.account) {
+        (Some(endpoint), _) => parse_endpoint(endpoint),
+        (None, Some(account)) => account_endpoint(account, f.protocol, f.suffix),
+        (None, None) => Err(config(
+            "needs AccountName (or BlobEndpoint), or UseDevelopmentStorage=true",
+        )),
+    }
+}
+
+/// `{protocol}://{account}.blob.{suffix}` (https and `core.windows.net` by default).
+fn account_endpoint(
+    account: &str,
+    protocol: Option<&str>,
+    suffix: Option<&str>,
+) -> Result<Url, ArchiveError> {
+    let protocol = match protocol.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("https") => "https",
+        Some("http") => "http",
+        Some(_) => {
+            return Err(config("DefaultEndpointsProtocol must be `http` or `https`"));
+        }
+    };
+    let suffix = suffix.unwrap_or(DEFAULT_ENDPOINT_SUFFIX);
+    if suffix.contains(['/', '?', '#', '@', ':']) {
+        return Err(config(
+            "EndpointSuffix must be a DNS suffix such as core.windows.net",
+        ));
+    }
+    parse_endpoint(&format!("{protocol}://{account}.blob.{suffix}"))
+}
+
+/// `AccountKey` (signed by us) or `SharedAccessSignature` (used as given), exactly one.
+fn auth(f: &Fields) -> Result<StorageAuth, ArchiveError> {
+    match (f.key, f.sas) {
+        (Some(_), Some(_)) => Err(config("give AccountKey or SharedAccessSignature, not both")),
+        (Some(key), None) => account_key(f.account, key),
+        (None, Some(sas)) => shared_access_signature(sas),
+        (None, None) => Err(config(
+            "needs AccountKey or SharedAccessSignature (for managed identity set \
+             ARCHIVE_ACCOUNT_URL instead)",
+        )),
+    }
+}
+
+fn account_key(account: Option<&str>, key: &str) -> Result<StorageAuth, ArchiveError> {
+    let account = account.ok_or_else(|| {
+        config("AccountKey needs AccountName (the account is part of what is signed)")
+    })?;
+    AccountKey::from_base64(account, key)
+        .map(StorageAuth::AccountKey)
+        .map_err(|e| match e {
+            ArchiveError::Config(m) => config(m),
+            other => other,
+        })
+}
+
+fn shared_access_signature(sas: &str) -> Result<StorageAuth, ArchiveError> {
+    let sas = sas.trim_start_matches('?');
+    if !sas.split('&').any(|p| p.starts_with("sig=")) {
+        return Err(config("SharedAccessSignature has no `sig` parameter"));
+    }
+    Ok(StorageAuth::Sas(SecretString::from(sas)))
 }
 
 /// An http(s) endpoint with a host, no query or fragment, without a trailing slash.

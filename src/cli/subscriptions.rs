@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::graph::subscriptions::{
-    ApiVersion, DesiredEntry, DesiredSubscription, GraphClient, Subscription, default_api_version,
-    default_lifetime, format_time, load_desired,
+    ApiVersion, DesiredEntry, DesiredSubscription, GraphClient, Subscription, default_lifetime,
+    format_time, load_desired, matching_desired,
 };
 use crate::renewer::{self, Delivery, listing_version};
 use crate::startup::Builder;
@@ -197,11 +197,8 @@ async fn locate(
         bail!("Graph lists no subscription {id} for this app");
     };
     let url = config.notification_url.clone().unwrap_or_default();
-    let matched = desired.into_iter().find(|d| d.matches(&s, &url));
-    let version = matched
-        .as_ref()
-        .map(|d| d.api_version)
-        .unwrap_or_else(|| default_api_version(&s.resource));
+    let (matched, version) = matching_desired(&desired, &s, &url);
+    let matched = matched.cloned();
     Ok((s, version, matched))
 }
 
@@ -216,12 +213,7 @@ fn state(
         "expired"
     } else if desired.iter().any(|d| d.matches(s, url)) {
         "desired"
-    } else if s
-        .notification_url
-        .as_deref()
-        .map(|u| u.trim_end_matches('/'))
-        == Some(url.trim_end_matches('/'))
-    {
+    } else if s.delivers_to(url) {
         "unmanaged"
     } else {
         "elsewhere"

@@ -24,6 +24,7 @@ use crate::archive::{Kind, ObjectName, Written};
 use crate::graph::notification::ChangeNotification;
 use crate::graph::subscriptions::{
     ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
+    matching_desired,
 };
 use crate::graph::vocabulary::LifecycleEvent;
 
@@ -121,11 +122,7 @@ async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersio
     let listed = ctx.graph.list(listing_version(&desired)).await?;
     let delivery_url = ctx.config.notification_url.clone().unwrap_or_default();
     Ok(listed.into_iter().find(|s| s.id == id).map(|s| {
-        let version = desired
-            .iter()
-            .find(|d| d.matches(&s, &delivery_url))
-            .map(|d| d.api_version)
-            .unwrap_or_else(|| default_api_version(&s.resource));
+        let (_, version) = matching_desired(&desired, &s, &delivery_url);
         (s, version)
     }))
 }

@@ -65,78 +65,39 @@ pub async fn reconcile(
         .partition(|s| !removed.contains(&s.id) && s.expiration_date_time > now);
     report.expired = gone.iter().filter(|s| !removed.contains(&s.id)).count();
 
-    let certificate = match keys
-        .current()
-        .map(|k| (k.certificate_base64(), k.id.clone()))
-    {
-        Some((Ok(base64), id)) => Some(EncryptionCertificate { base64, id }),
-        Some((Err(e), id)) => {
-            tracing::error!(certificate = %id, error = %e, "current certificate unusable");
-            None
-        }
-        None => None,
-    };
     let run = Run {
         graph,
         delivery,
         options,
-        certificate,
+        certificate: current_certificate(keys),
         listing,
         removed,
         now,
     };
-
     let mut claimed: HashSet<String> = HashSet::new();
     for d in desired {
-        let mut matching: Vec<&Subscription> = live
-            .iter()
-            .filter(|s| !claimed.contains(&s.id) && d.matches(s, &delivery.notification_url))
-            .collect();
-        matching.sort_by_key(|s| std::cmp::Reverse(s.expiration_date_time));
-        for duplicate in matching.iter().skip(1) {
-            claimed.insert(duplicate.id.clone());
-            let record = match graph.delete(d.api_version, &duplicate.id).await {
-                Ok(()) => ActionRecord::new(Action::DuplicateDeleted, d).previous(&duplicate.id),
-                Err(e) if e.is_not_found() => {
-                    ActionRecord::new(Action::DuplicateDeleted, d).previous(&duplicate.id)
-                }
-                Err(e) => ActionRecord::failed(d, Failure::from(&e)).previous(&duplicate.id),
-            };
-            report.push(record);
-        }
-        let record = match matching.first() {
-            Some(existing) => {
-                claimed.insert(existing.id.clone());
-                run.maintain(d, existing, &mut claimed).await
-            }
-            None => {
-                let lost = gone
-                    .iter()
-                    .find(|s| d.matches(s, &delivery.notification_url))
-                    .map(|s| s.id.clone());
-                let record = run.create_or_adopt(d, &mut claimed).await;
-                match lost {
-                    Some(id) if record.action == Action::Created => {
-                        let mut r = record.previous(&id);
-                        r.action = Action::Recreated;
-                        r
-                    }
-                    _ => record,
-                }
-            }
-        };
-        report.push(record);
+        run.bring(d, &live, &gone, &mut claimed, &mut report).await;
     }
     report.unmanaged = live
         .iter()
-        .filter(|s| {
-            !claimed.contains(&s.id)
-                && s.notification_url.as_deref().is_some_and(|u| {
-                    u.trim_end_matches('/') == delivery.notification_url.trim_end_matches('/')
-                })
-        })
+        .filter(|s| !claimed.contains(&s.id) && s.delivers_to(&delivery.notification_url))
         .count();
     report
+}
+
+/// The certificate to give Graph: the store's current one, if it can be exported.
+fn current_certificate(keys: &CertificateStore) -> Option<EncryptionCertificate> {
+    let key = keys.current()?;
+    match key.certificate_base64() {
+        Ok(base64) => Some(EncryptionCertificate {
+            base64,
+            id: key.id.clone(),
+        }),
+        Err(e) => {
+            tracing::error!(certificate = %key.id, error = %e, "current certificate unusable");
+            None
+        }
+    }
 }
 
 /// The parts of one reconcile every step needs.
@@ -151,6 +112,64 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// One desired subscription: delete its duplicates, then maintain the one that lives
+    /// longest, or create it (recreated when Graph lost it).
+    async fn bring(
+        &self,
+        d: &DesiredSubscription,
+        live: &[Subscription],
+        gone: &[Subscription],
+        claimed: &mut HashSet<String>,
+        report: &mut Report,
+    ) {
+        let url = &self.delivery.notification_url;
+        let mut matching: Vec<&Subscription> = live
+            .iter()
+            .filter(|s| !claimed.contains(&s.id) && d.matches(s, url))
+            .collect();
+        matching.sort_by_key(|s| std::cmp::Reverse(s.expiration_date_time));
+        for duplicate in matching.iter().skip(1) {
+            claimed.insert(duplicate.id.clone());
+            report.push(self.delete_duplicate(d, duplicate).await);
+        }
+        let record = match matching.first() {
+            Some(existing) => {
+                claimed.insert(existing.id.clone());
+                self.maintain(d, existing, claimed).await
+            }
+            None => {
+                let lost = gone
+                    .iter()
+                    .find(|s| d.matches(s, url))
+                    .map(|s| s.id.clone());
+                let record = self.create_or_adopt(d, claimed).await;
+                match lost {
+                    Some(id) if record.action == Action::Created => {
+                        let mut r = record.previous(&id);
+                        r.action = Action::Recreated;
+                        r
+                    }
+                    _ => record,
+                }
+            }
+        };
+        report.push(record);
+    }
+
+    async fn delete_duplicate(
+        &self,
+        d: &DesiredSubscription,
+        duplicate: &Subscription,
+    ) -> ActionRecord {
+        match self.graph.delete(d.api_version, &duplicate.id).await {
+            Ok(()) => ActionRecord::new(Action::DuplicateDeleted, d).previous(&duplicate.id),
+            Err(e) if e.is_not_found() => {
+                ActionRecord::new(Action::DuplicateDeleted, d).previous(&duplicate.id)
+            }
+            Err(e) => ActionRecord::failed(d, Failure::from(&e)).previous(&duplicate.id),
+        }
+    }
+
     fn expiration(&self, d: &DesiredSubscription) -> OffsetDateTime {
         self.now + d.lifetime(self.delivery.has_lifecycle_url())
     }
@@ -305,12 +324,7 @@ impl Run<'_> {
         if normalize_change_type(&existing.change_type).as_deref() != Ok(d.change_type.as_str()) {
             return self.replace(d, &existing, claimed).await;
         }
-        let notification_url = existing
-            .notification_url
-            .as_deref()
-            .is_none_or(|u| {
-                u.trim_end_matches('/') != self.delivery.notification_url.trim_end_matches('/')
-            })
+        let notification_url = (!existing.delivers_to(&self.delivery.notification_url))
             .then(|| self.delivery.notification_url.clone());
         let update = SubscriptionUpdate {
             expiration: Some(self.expiration(d)),

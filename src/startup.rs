@@ -14,7 +14,7 @@ use crate::config::{ArchiveConfig, Config};
 use crate::eventhub::large_payload::{PayloadStore, PayloadStoreConfigError};
 use crate::eventhub::payload::Limits;
 use crate::eventhub::spool::Spool;
-use crate::eventhub::url::{EventHubUrl, EventHubUrlError};
+use crate::graph::subscriptions::eventhub_url::{EventHubUrl, EventHubUrlError};
 use crate::functions::eventhub::EventHubFunction;
 use crate::functions::replay::ReplayTimer;
 use crate::functions::routes::AppState;

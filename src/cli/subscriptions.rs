@@ -116,6 +116,8 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
                 expiration_minutes: minutes,
                 api_version: api_version.map(|v| v.as_str().to_string()),
                 description: None,
+                delivery: None,
+                notification_url: None,
             };
             let desired = entry.validate().map_err(anyhow::Error::msg)?;
             create(&graph, &parts, &desired, json).await

@@ -3,12 +3,10 @@
 //!
 //! - [`payload`]: the host's invocation payload (every encoding of a `cardinality: many` batch).
 //! - [`validation`]: Graph's reachability message, ignored.
-//! - [`url`]: `EventHub:` notification URLs for the desired subscriptions.
 //! - [`large_payload`]: payloads over 1 MB, which Graph leaves in a blob (`additionalPayloadStorageId`).
 //! - [`spool`]: the second store that keeps a batch the archive could not take on the last try.
 
 pub mod large_payload;
 pub mod payload;
 pub mod spool;
-pub mod url;
 pub mod validation;

@@ -150,7 +150,7 @@ fn position(invocation: &EventHubInvocation) -> String {
         .metadata
         .get("PartitionContext")
         .and_then(|p| p.get("PartitionId").or_else(|| p.get("partitionId")))
-        .map(|p| p.to_string())
+        .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
         .unwrap_or_else(|| "unknown".into());
     let numbers = invocation
         .metadata

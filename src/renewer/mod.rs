@@ -32,7 +32,9 @@ use time::OffsetDateTime;
 use crate::archive::Archive;
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::{DesiredError, DesiredSubscription, GraphClient, load_desired};
+use crate::graph::subscriptions::{
+    DeliveryTarget, DesiredError, DesiredSubscription, GraphClient, load_desired,
+};
 use crate::keys::CertificateStore;
 use std::sync::Arc;
 
@@ -48,6 +50,8 @@ pub struct Delivery {
     pub lifecycle_notification_url: Option<String>,
     /// `NOTIFICATION_CLIENT_STATE`; the receiver drops anything without it.
     pub client_state: SecretString,
+    /// `EVENTHUB_NOTIFICATION_URL`, for subscriptions with `"delivery": "eventHub"`.
+    pub event_hub_url: Option<String>,
 }
 
 /// Why the renewer cannot run.
@@ -76,13 +80,40 @@ impl Delivery {
                 reason: format!("Graph accepts at most {MAX_CLIENT_STATE_CHARS} characters"),
             }));
         }
+        let event_hub_url = config.event_hub.notification_url.clone();
+        // Without a webhook URL, Event Hubs is the default delivery.
+        let (notification_url, lifecycle_notification_url) = match &config.notification_url {
+            Some(url) => (url.clone(), config.lifecycle_notification_url.clone()),
+            None => {
+                let url = event_hub_url.clone().ok_or(SetupError::Missing(
+                    "NOTIFICATION_URL (or EVENTHUB_NOTIFICATION_URL)",
+                ))?;
+                (url.clone(), Some(url))
+            }
+        };
         Ok(Delivery {
-            notification_url: config
-                .notification_url
-                .clone()
-                .ok_or(SetupError::Missing("NOTIFICATION_URL"))?,
-            lifecycle_notification_url: config.lifecycle_notification_url.clone(),
+            notification_url,
+            lifecycle_notification_url,
             client_state,
+            event_hub_url,
+        })
+    }
+
+    /// The delivery of one desired subscription. An Event Hubs subscription gets its lifecycle
+    /// notifications through the same hub (Graph takes an `EventHub:` lifecycle URL too), so a
+    /// deployment without a public endpoint still hears `reauthorizationRequired`.
+    pub fn for_subscription(&self, d: &DesiredSubscription) -> Result<Delivery, String> {
+        let url = match &d.target {
+            DeliveryTarget::Webhook => return Ok(self.clone()),
+            DeliveryTarget::EventHub(Some(url)) => url.to_string(),
+            DeliveryTarget::EventHub(None) => self.event_hub_url.clone().ok_or(
+                "delivery eventHub needs EVENTHUB_NOTIFICATION_URL (or an EventHub: notificationUrl in the entry)",
+            )?,
+        };
+        Ok(Delivery {
+            notification_url: url.clone(),
+            lifecycle_notification_url: Some(url),
+            ..self.clone()
         })
     }
 

@@ -5,6 +5,7 @@
 mod archive;
 mod azurite;
 mod cli;
+mod eventhub;
 mod keyvault;
 mod rich;
 mod server;

@@ -14,18 +14,20 @@
 //!
 //! One job per file: [`resource`] (versions, resource kinds, resource paths), [`lifetime`] (how
 //! long a subscription may live), [`model`] (wire types), [`desired`] (`SUBSCRIPTIONS_FILE`),
-//! [`client`] (HTTP and retries) and [`error`] (failed calls).
+//! [`client`] (HTTP and retries), [`error`] (failed calls) and [`eventhub_url`] (`EventHub:`
+//! notification URLs for Event Hubs delivery).
 
 mod client;
 mod desired;
 mod error;
+pub mod eventhub_url;
 mod lifetime;
 mod model;
 mod resource;
 
 pub use client::{GraphClient, RetryPolicy, parse_retry_after};
 pub use desired::{
-    DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
+    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
     normalize_change_type, parse_desired, same_resource,
 };
 pub use error::GraphError;

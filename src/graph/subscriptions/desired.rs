@@ -116,7 +116,8 @@ impl DesiredEntry {
         match (self.delivery.as_deref(), explicit) {
             (None | Some("webhook"), None) => Ok(DeliveryTarget::Webhook),
             (Some("webhook"), Some(_)) => Err(
-                "a webhook subscription takes NOTIFICATION_URL; notificationUrl is for Event Hubs".into(),
+                "a webhook subscription takes NOTIFICATION_URL; notificationUrl is for Event Hubs"
+                    .into(),
             ),
             (None | Some("eventHub"), Some(url)) => Ok(DeliveryTarget::EventHub(Some(url))),
             (Some("eventHub"), None) => Ok(DeliveryTarget::EventHub(None)),

@@ -27,8 +27,8 @@ mod resource;
 
 pub use client::{GraphClient, RetryPolicy, parse_retry_after};
 pub use desired::{
-    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
-    normalize_change_type, parse_desired, same_resource,
+    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired,
+    matching_desired, normalize_change_type, parse_desired, same_resource,
 };
 pub use error::GraphError;
 pub use lifetime::{

@@ -1,6 +1,7 @@
 //! The renewer against fakes of Graph and Entra ID (see `fakes`): reconcile, throttling, the
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
+mod eventhub;
 mod fakes;
 
 use std::collections::HashSet;

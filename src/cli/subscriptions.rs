@@ -12,10 +12,12 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::graph::subscriptions::{
-    ApiVersion, DesiredEntry, DesiredSubscription, GraphClient, Subscription, default_lifetime,
-    format_time, load_desired, matching_desired,
+    ApiVersion, GraphClient, Subscription, default_lifetime, format_time,
 };
-use crate::renewer::{self, Delivery, listing_version};
+use crate::renewer::{
+    self, Delivery, DesiredEntry, DesiredSubscription, listing_version, load_desired,
+    matching_desired,
+};
 use crate::startup::Builder;
 
 #[derive(Debug, Clone, Subcommand)]

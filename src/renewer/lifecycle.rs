@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::desired::matching_desired;
 use super::{Renewer, Report, listing_version};
 use crate::archive::records::{ResyncRecord, ResyncWindow, sha256_hex, to_json};
 use crate::archive::{Kind, ObjectName, Written};
 use crate::graph::notification::ChangeNotification;
 use crate::graph::subscriptions::{
     ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
-    matching_desired,
 };
 use crate::graph::vocabulary::LifecycleEvent;
 
@@ -167,7 +167,7 @@ async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
         .find(|d| {
             resource
                 .as_deref()
-                .is_some_and(|r| crate::graph::subscriptions::same_resource(r, &d.resource))
+                .is_some_and(|r| super::same_resource(r, &d.resource))
         })
         .map(|d| d.lifetime(has_lifecycle))
         .unwrap_or(lifetime);

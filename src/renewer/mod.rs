@@ -20,6 +20,7 @@
 //! changes nothing. Reconciles never overlap within a process (one lock); across instances the
 //! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
 
+pub mod desired;
 pub mod lifecycle;
 pub mod reconcile;
 pub mod report;
@@ -32,10 +33,12 @@ use time::OffsetDateTime;
 use crate::archive::Archive;
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::{
-    DeliveryTarget, DesiredError, DesiredSubscription, GraphClient, load_desired,
-};
+use crate::graph::subscriptions::GraphClient;
 use crate::keys::CertificateStore;
+pub use desired::{
+    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired,
+    matching_desired, normalize_change_type, parse_desired, same_resource,
+};
 use std::sync::Arc;
 
 pub use reconcile::{listing_version, new_subscription, reconcile};

@@ -20,11 +20,12 @@ use std::collections::HashSet;
 use time::OffsetDateTime;
 
 use super::Delivery;
+use super::desired::{DesiredSubscription, normalize_change_type, same_resource};
 use super::report::{Action, ActionRecord, Failure, Report};
 use crate::config::ReconcileOptions;
 use crate::graph::subscriptions::{
-    ApiVersion, DesiredSubscription, EncryptionCertificate, GraphClient, NewSubscription,
-    Subscription, SubscriptionUpdate, normalize_change_type, same_resource,
+    ApiVersion, EncryptionCertificate, GraphClient, NewSubscription, Subscription,
+    SubscriptionUpdate,
 };
 use crate::keys::CertificateStore;
 

@@ -5,9 +5,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::graph::subscriptions::{
-    ApiVersion, DesiredSubscription, GraphError, Subscription, format_time,
-};
+use super::desired::DesiredSubscription;
+use crate::graph::subscriptions::{ApiVersion, GraphError, Subscription, format_time};
 
 /// What a reconcile did to one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -274,7 +273,7 @@ mod tests {
 
     #[test]
     fn summary_counts_every_action() {
-        let d = crate::graph::subscriptions::DesiredEntry {
+        let d = crate::renewer::DesiredEntry {
             resource: Some("/teams".into()),
             change_type: Some("created".into()),
             ..Default::default()

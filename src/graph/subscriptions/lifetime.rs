@@ -60,7 +60,7 @@ impl ResourceKind {
 }
 
 /// The lifetime to request, the one decision behind [`default_lifetime`] and
-/// `DesiredSubscription::lifetime`: `requested` minutes when given, else Graph's maximum for
+/// The renewer's `DesiredSubscription::lifetime`: `requested` minutes when given, else Graph's maximum for
 /// `kind` less [`LIFETIME_MARGIN_MINUTES`] (an hour less the margin for a kind without a
 /// documented maximum); never more than Graph allows with or without a lifecycle URL.
 pub fn choose_lifetime(

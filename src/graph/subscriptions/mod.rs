@@ -1,5 +1,6 @@
-//! Graph subscriptions: the resources we subscribe to, how long Graph lets each live, the desired
-//! state read from `SUBSCRIPTIONS_FILE`, and the HTTP client of the subscriptions API.
+//! Graph subscriptions: the resources we subscribe to, how long Graph lets each live, and the HTTP
+//! client of the subscriptions API. (The desired state, `SUBSCRIPTIONS_FILE`, is the renewer's:
+//! `crate::renewer::desired`.)
 //!
 //! API: <https://learn.microsoft.com/graph/api/resources/subscription> (create: `POST
 //! /subscriptions`, list: `GET /subscriptions` paged by `@odata.nextLink`, renew or move to a new
@@ -9,16 +10,15 @@
 //! `Retry-After` in seconds; we honour it, else back off exponentially with jitter, within a
 //! bounded number of attempts and a bounded total time ([`RetryPolicy`]).
 //!
-//! The decision of *what* to call lives in `crate::renew` (reconcile) and `crate::lifecycle`;
+//! The decision of *what* to call lives in `crate::renewer` (reconcile, lifecycle reactions);
 //! this module only knows Graph's rules and wire format.
 //!
 //! One job per file: [`resource`] (versions, resource kinds, resource paths), [`lifetime`] (how
-//! long a subscription may live), [`model`] (wire types), [`desired`] (`SUBSCRIPTIONS_FILE`),
-//! [`client`] (HTTP and retries), [`error`] (failed calls) and [`eventhub_url`] (`EventHub:`
-//! notification URLs for Event Hubs delivery).
+//! long a subscription may live), [`model`] (wire types), [`client`] (HTTP and retries),
+//! [`error`] (failed calls) and [`eventhub_url`] (`EventHub:` notification URLs for Event Hubs
+//! delivery).
 
 mod client;
-mod desired;
 mod error;
 pub mod eventhub_url;
 mod lifetime;
@@ -26,10 +26,6 @@ mod model;
 mod resource;
 
 pub use client::{GraphClient, RetryPolicy, parse_retry_after};
-pub use desired::{
-    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired,
-    matching_desired, normalize_change_type, parse_desired, same_resource,
-};
 pub use error::GraphError;
 pub use lifetime::{
     LIFETIME_MARGIN_MINUTES, LIFETIMES, WITHOUT_LIFECYCLE_URL_MINUTES, choose_lifetime,

@@ -1,7 +1,5 @@
-//! The desired state: the subscriptions `SUBSCRIPTIONS_FILE` asks for, validated once.
-//!
-//! Self-contained on purpose: it reaches the rest of the subscriptions module only through its
-//! public paths (`crate::graph::subscriptions::...`).
+//! The renewer's desired state: the subscriptions `SUBSCRIPTIONS_FILE` asks for, validated once
+//! into [`DesiredSubscription`]s that the reconcile matches against Graph's listing.
 
 use std::path::Path;
 use std::time::Duration;

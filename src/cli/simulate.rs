@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use openssl::x509::X509;
 
 use crate::config::Config;
+use crate::devtools::eventhub_host::{self, HostEncoding};
 use crate::devtools::issuer::{LocalIssuer, TokenSpec};
 use crate::devtools::simulate::{self, Scenario, Target};
 
@@ -45,6 +46,14 @@ pub struct SimulateArgs {
     /// The issuer's signing key (PEM, created if missing) so its `kid` is stable across runs.
     #[arg(long, default_value = "./data/simulate-issuer-key.pem")]
     pub issuer_key: PathBuf,
+    /// Play the Functions host's eventHubTrigger invocation instead of Graph's webhook POST:
+    /// `--url` is the handler's `/eventhub`, each event a collection without validationTokens
+    /// (Graph sends none through Event Hubs), `--batch` events per invocation.
+    #[arg(long)]
+    pub eventhub: bool,
+    /// How the host serializes the batch (with --eventhub).
+    #[arg(long, value_enum, default_value = "string-of-array")]
+    pub encoding: HostEncoding,
 }
 
 pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
@@ -63,31 +72,7 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         .first()
         .context("GRAPH_CLIENT_ID must be set")?
         .clone();
-    let (cert_path, default_id) = match (&args.cert, config.local_certificates.first()) {
-        (Some(p), _) => {
-            let configured = config
-                .local_certificates
-                .iter()
-                .find(|c| &c.path == p)
-                .and_then(|c| c.id.clone());
-            (
-                p.clone(),
-                configured.unwrap_or_else(|| crate::keys::local::default_id(p)),
-            )
-        }
-        (None, Some(c)) => (
-            c.path.clone(),
-            c.id.clone()
-                .unwrap_or_else(|| crate::keys::local::default_id(&c.path)),
-        ),
-        (None, None) => bail!("give --cert or set NOTIFICATION_CERTIFICATES"),
-    };
-    let bytes =
-        std::fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
-    let certificate = X509::from_pem(&bytes)
-        .or_else(|_| X509::from_der(&bytes))
-        .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
-    let cert_id = args.cert_id.clone().unwrap_or(default_id);
+    let (certificate, cert_id) = certificate(&args, config)?;
 
     let issuer = LocalIssuer::start_persistent(args.issuer_port, &args.issuer_key).await?;
     println!(
@@ -115,20 +100,29 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
     }
     steps.truncate(count);
     let batch = args.batch.max(1);
-    let mut bodies = Vec::new();
-    for chunk in steps.chunks(batch) {
-        let items = chunk
-            .iter()
-            .map(|s| simulate::rich_item(s, &target, &certificate, &cert_id))
-            .collect::<Result<Vec<_>, _>>()?;
-        bodies.push(simulate::collection(items, &tokens));
-    }
+    let items = steps
+        .iter()
+        .map(|s| simulate::rich_item(s, &target, &certificate, &cert_id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bodies = if args.eventhub {
+        invocations(items, batch, args.encoding)
+    } else {
+        items
+            .chunks(batch)
+            .map(|chunk| simulate::collection(chunk.to_vec(), &tokens))
+            .collect()
+    };
     let http = crate::startup::Builder::new(config.clone()).http_client()?;
     let stats = simulate::post_all(&http, &args.url, bodies, args.rate).await;
     println!(
-        "{} notification(s) of scenario {:?} in batches of {batch}: {}",
+        "{} notification(s) of scenario {:?} in batches of {batch}{}: {}",
         count,
         args.scenario,
+        if args.eventhub {
+            " (Event Hubs invocations)"
+        } else {
+            ""
+        },
         stats.render()
     );
     issuer.shutdown().await;
@@ -136,4 +130,49 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         bail!("some requests failed");
     }
     Ok(())
+}
+
+/// Event Hubs invocations of `batch` events each, one notification per event, numbered on.
+fn invocations(items: Vec<serde_json::Value>, batch: usize, encoding: HostEncoding) -> Vec<String> {
+    items
+        .chunks(batch)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let events: Vec<String> = chunk
+                .iter()
+                .map(|item| simulate::collection(vec![item.clone()], &[]))
+                .collect();
+            eventhub_host::invocation(&events, encoding, Some((0, 5)), "0", (i * batch) as i64)
+        })
+        .collect()
+}
+
+/// The certificate to encrypt for, and the id to send with it.
+fn certificate(args: &SimulateArgs, config: &Config) -> anyhow::Result<(X509, String)> {
+    let (cert_path, default_id) = match (&args.cert, config.local_certificates.first()) {
+        (Some(p), _) => {
+            let configured = config
+                .local_certificates
+                .iter()
+                .find(|c| &c.path == p)
+                .and_then(|c| c.id.clone());
+            (
+                p.clone(),
+                configured.unwrap_or_else(|| crate::keys::local::default_id(p)),
+            )
+        }
+        (None, Some(c)) => (
+            c.path.clone(),
+            c.id.clone()
+                .unwrap_or_else(|| crate::keys::local::default_id(&c.path)),
+        ),
+        (None, None) => bail!("give --cert or set NOTIFICATION_CERTIFICATES"),
+    };
+    let bytes =
+        std::fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let certificate = X509::from_pem(&bytes)
+        .or_else(|_| X509::from_der(&bytes))
+        .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+    let cert_id = args.cert_id.clone().unwrap_or(default_id);
+    Ok((certificate, cert_id))
 }

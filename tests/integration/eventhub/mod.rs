@@ -493,3 +493,57 @@ async fn the_replay_timer_finishes_quarantined_items_once_their_certificate_is_a
     assert_eq!(again["ReturnValue"]["recovered"], 0);
     assert_eq!(archive.list(Kind::Events).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_plays_the_hosts_invocations_against_a_running_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dev::self_signed("sim-cert", 30);
+    let pem = dir.path().join("sim-cert.pem");
+    std::fs::write(&pem, dev::to_pem(&key).unwrap()).unwrap();
+    let certs = format!("sim-cert={}", pem.display());
+    let spool = dir.path().join("spool").display().to_string();
+    let settings = [
+        ("NOTIFICATION_CLIENT_STATE", CLIENT_STATE),
+        ("GRAPH_TENANT_ID", TENANT),
+        ("GRAPH_CLIENT_ID", APP_ID),
+        ("NOTIFICATION_CERTIFICATES", certs.as_str()),
+        ("EVENTHUB_SPOOL_DIR", spool.as_str()),
+    ];
+    let app = spawn_app(&settings).await;
+    let url = format!("{}/eventhub", app.url);
+    let issuer_key = dir.path().join("issuer.pem");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .envs(settings)
+            .env("RUST_LOG", "warn")
+            .args([
+                "simulate",
+                "--eventhub",
+                "--encoding",
+                "base64-elements",
+                "--url",
+                &url,
+            ])
+            .args(["--scenario", "chat", "--count", "30", "--batch", "10"])
+            .args(["--issuer-key", issuer_key.to_str().unwrap()])
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("sent 3 request(s)") && stdout.contains("200: 3"),
+        "{stdout}"
+    );
+    let events = app.objects(Kind::Events).await;
+    assert_eq!(events.len(), 30, "every event decrypted without tokens");
+    assert_eq!(
+        app.objects(Kind::Raw).await.len(),
+        30,
+        "one raw record per event"
+    );
+}

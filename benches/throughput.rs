@@ -72,6 +72,7 @@ async fn receiver(
         archive,
         keys: Arc::new(keys),
         tokens,
+        max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
         payloads: None,
     }
 }
@@ -95,7 +96,10 @@ async fn bench_basic(batch: usize, total: usize) -> f64 {
         .collect();
     let started = Instant::now();
     for body in &bodies {
-        let receipt = r.receive(Endpoint::Notifications, body).await.unwrap();
+        let receipt = r
+            .receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body))
+            .await
+            .unwrap();
         assert_eq!(receipt.events, batch);
     }
     total as f64 / started.elapsed().as_secs_f64()
@@ -280,13 +284,16 @@ fn main() {
     let r = rt.block_on(receiver(&dir, keys, Some(validator.clone())));
     // Warm the JWKS and token caches.
     let warm = rich_bodies(&key, &tokens, 1, 1);
-    rt.block_on(r.receive(Endpoint::Notifications, &warm[0]))
-        .unwrap();
+    rt.block_on(r.receive(
+        Endpoint::Notifications,
+        bytes::Bytes::copy_from_slice(&warm[0]),
+    ))
+    .unwrap();
     let cpu0 = cpu_time();
     let wall0 = Instant::now();
     for body in &bodies {
         let receipt = rt
-            .block_on(r.receive(Endpoint::Notifications, body))
+            .block_on(r.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
             .unwrap();
         assert_eq!(receipt.events, 100, "{receipt:?}");
     }
@@ -301,11 +308,12 @@ fn main() {
         archive: Arc::new(Discard),
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
+        max_items_per_request: r.max_items_per_request,
         payloads: None,
     };
     let cpu0 = cpu_time();
     for body in &bodies {
-        rt.block_on(discard.receive(Endpoint::Notifications, body))
+        rt.block_on(discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
             .unwrap();
     }
     let no_storage_per_core = total as f64 / (cpu_time() - cpu0).as_secs_f64();
@@ -334,6 +342,7 @@ fn main() {
         let state = teams_notifications::functions::routes::AppState {
             receiver: Arc::new(r2),
             max_body_bytes: 4 * 1024 * 1024,
+            limits: Default::default(),
             renewer: None,
             eventhub: None,
             replay: None,

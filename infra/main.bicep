@@ -247,6 +247,8 @@ var contractSettings = {
   RENEW_SCHEDULE: renewSchedule
   RENEW_WHEN_REMAINING: renewWhenRemaining
   RUST_LOG: rustLog
+  // One JSON object per line: what Application Insights ingests best.
+  LOG_FORMAT: 'json'
 }
 
 // Event Hubs delivery. The trigger's connection `EVENTHUB` is identity-based: the host reads

@@ -111,6 +111,8 @@ pub struct Config {
     pub ssl_cert_file: Option<PathBuf>,
     /// `RENEW_WHEN_REMAINING` and the reconcile's other tuning.
     pub reconcile: ReconcileOptions,
+    /// `MAX_ITEMS_PER_REQUEST`, `BODY_READ_TIMEOUT_S`, `SHUTDOWN_DRAIN_S`.
+    pub limits: Limits,
     /// Event Hubs delivery.
     pub event_hub: EventHubConfig,
 }
@@ -157,6 +159,7 @@ impl Config {
             max_body_bytes,
             ssl_cert_file: setting(lookup, "SSL_CERT_FILE").map(PathBuf::from),
             reconcile: ReconcileOptions::from_lookup(|name| setting(lookup, name))?,
+            limits: Limits::from_lookup(|name| setting(lookup, name))?,
             event_hub: event_hub_settings(lookup)?,
         })
     }
@@ -202,6 +205,94 @@ impl ReconcileOptions {
         Ok(ReconcileOptions {
             renew_when_remaining: share,
         })
+    }
+}
+
+/// Bounded work and timeouts: what one request, one slow client and a shutdown may cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `MAX_ITEMS_PER_REQUEST` (default 1,000, far above Graph's batches): more is a 413.
+    pub max_items_per_request: usize,
+    /// `BODY_READ_TIMEOUT_S` (default 30): a body not received by then is a 408.
+    pub body_read_timeout: std::time::Duration,
+    /// `SHUTDOWN_DRAIN_S` (default 10): in-flight requests get this long after SIGTERM.
+    pub shutdown_drain: std::time::Duration,
+}
+
+pub const DEFAULT_MAX_ITEMS_PER_REQUEST: usize = 1_000;
+pub const DEFAULT_BODY_READ_TIMEOUT_S: u64 = 30;
+pub const DEFAULT_SHUTDOWN_DRAIN_S: u64 = 10;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_items_per_request: DEFAULT_MAX_ITEMS_PER_REQUEST,
+            body_read_timeout: std::time::Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_S),
+            shutdown_drain: std::time::Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_S),
+        }
+    }
+}
+
+impl Limits {
+    /// Reads the three settings; empty means the default.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let positive = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError {
+                        name,
+                        reason: format!("not a positive whole number: {v:?}"),
+                    }),
+            }
+        };
+        Ok(Limits {
+            max_items_per_request: positive(
+                "MAX_ITEMS_PER_REQUEST",
+                DEFAULT_MAX_ITEMS_PER_REQUEST as u64,
+            )? as usize,
+            body_read_timeout: std::time::Duration::from_secs(positive(
+                "BODY_READ_TIMEOUT_S",
+                DEFAULT_BODY_READ_TIMEOUT_S,
+            )?),
+            shutdown_drain: std::time::Duration::from_secs(positive(
+                "SHUTDOWN_DRAIN_S",
+                DEFAULT_SHUTDOWN_DRAIN_S,
+            )?),
+        })
+    }
+}
+
+/// `LOG_FORMAT`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// `json`: one JSON object per line (what Application Insights ingests best).
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` from the process environment (before anything else, since the log
+    /// subscriber is installed first).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(LogFormat::Text),
+            Some(v) if v.is_empty() || v == "text" => Ok(LogFormat::Text),
+            Some(v) if v == "json" => Ok(LogFormat::Json),
+            Some(v) => Err(ConfigError {
+                name: "LOG_FORMAT",
+                reason: format!("expected `text` or `json`, got {v:?}"),
+            }),
+        }
     }
 }
 
@@ -405,6 +496,32 @@ mod tests {
         );
         assert_eq!(c.graph_endpoint, "https://graph.microsoft.com");
         assert!(c.client_state.is_none());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.max_items_per_request, 1_000);
+    }
+
+    #[test]
+    fn limits_and_log_format_parse() {
+        let c = config(&[
+            ("MAX_ITEMS_PER_REQUEST", "5"),
+            ("BODY_READ_TIMEOUT_S", "2"),
+            ("SHUTDOWN_DRAIN_S", " 3 "),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.max_items_per_request, 5);
+        assert_eq!(c.limits.body_read_timeout.as_secs(), 2);
+        assert_eq!(c.limits.shutdown_drain.as_secs(), 3);
+        for name in [
+            "MAX_ITEMS_PER_REQUEST",
+            "BODY_READ_TIMEOUT_S",
+            "SHUTDOWN_DRAIN_S",
+        ] {
+            assert_eq!(config(&[(name, "0")]).unwrap_err().name, name);
+        }
+        let format = |v: &str| LogFormat::from_lookup(|_| Some(v.to_string()));
+        assert_eq!(format("JSON").unwrap(), LogFormat::Json);
+        assert_eq!(format("").unwrap(), LogFormat::Text);
+        assert_eq!(format("xml").unwrap_err().name, "LOG_FORMAT");
         assert_eq!(c.event_hub.max_invocation_bytes, 128 * 1024 * 1024);
         assert_eq!(c.event_hub.spool_dir, PathBuf::from("./data/spool"));
         assert!(c.event_hub.payload_container_url.is_none());

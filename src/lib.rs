@@ -6,6 +6,7 @@
 //! [`config`] -> [`http`], [`identity`] -> [`graph`], [`keys`], [`archive`] -> [`receiver`],
 //! [`renewer`] -> [`functions`] (the host adapters) -> [`startup`] (the one builder) -> `main`,
 //! [`cli`]. [`ops`] and [`devtools`] serve the operator's commands, the demo and the tests.
+//! [`logging`] (escaped outside values, text or JSON lines) is used by all of them.
 
 pub mod archive;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod logging;
 pub mod ops;
 pub mod receiver;
 pub mod renewer;

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use teams_notifications::{cli, config::Config, functions, startup};
+use teams_notifications::config::{Config, LogFormat};
+use teams_notifications::{cli, functions, logging, startup};
 
 #[derive(Parser)]
 #[command(
@@ -51,12 +52,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = match LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The demo narrates itself; its expected warnings (forgeries) would only be noise.
-    init_tracing(if matches!(cli.command, Some(Command::Demo { .. })) {
-        "error,warp=off"
-    } else {
-        "info"
-    });
+    logging::init(
+        log_format,
+        if matches!(cli.command, Some(Command::Demo { .. })) {
+            "error,warp=off"
+        } else {
+            "info"
+        },
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -77,6 +88,9 @@ fn main() -> ExitCode {
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
         }
     });
+    // The drain is over (or the command is done): work still on the blocking pool (a
+    // decryption of a request nobody waits for) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -84,15 +98,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn serve() -> anyhow::Result<()> {

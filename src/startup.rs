@@ -62,6 +62,8 @@ pub struct Builder {
     http: Option<reqwest::Client>,
     env: EnvLookup,
     graph_retry: Option<RetryPolicy>,
+    /// Waits between the listing checks of a `subscriptionRemoved` (tests shorten them).
+    removal_checks: Option<Vec<std::time::Duration>>,
     verify_key_vault_challenge: Option<bool>,
     credential: OnceLock<Arc<dyn TokenCredential>>,
 }
@@ -88,6 +90,7 @@ impl App {
         AppState {
             receiver: self.receiver.clone(),
             max_body_bytes: self.config.max_body_bytes,
+            limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
             eventhub: Some(self.eventhub.clone()),
             replay: Some(self.replay.clone()),
@@ -103,6 +106,7 @@ impl Builder {
             http: None,
             env: Arc::new(|name| std::env::var(name).ok()),
             graph_retry: None,
+            removal_checks: None,
             verify_key_vault_challenge: None,
             credential: OnceLock::new(),
         }
@@ -134,6 +138,12 @@ impl Builder {
         self
     }
 
+    /// Replaces the renewer's waits between the listing checks of a `subscriptionRemoved`.
+    pub fn with_removal_checks(mut self, waits: Vec<std::time::Duration>) -> Self {
+        self.removal_checks = Some(waits);
+        self
+    }
+
     /// Whether the Key Vault challenge's resource must match the vault's domain (only a
     /// loopback fake needs `false`).
     pub fn with_key_vault_challenge_check(mut self, verify: bool) -> Self {
@@ -162,6 +172,7 @@ impl Builder {
             archive: archive.clone(),
             keys: keys.clone(),
             tokens,
+            max_items_per_request: self.config.limits.max_items_per_request,
             payloads: payloads.clone(),
         });
         let eventhub = Arc::new(EventHubFunction {
@@ -212,7 +223,11 @@ impl Builder {
     /// The configured archive (creating the directory or container if missing).
     pub async fn archive(&self, http: &reqwest::Client) -> Result<Arc<dyn Archive>, StartError> {
         Ok(match &self.config.archive {
-            ArchiveConfig::Filesystem(dir) => Arc::new(archive::fs::FsArchive::open(dir).await?),
+            ArchiveConfig::Filesystem(dir) => {
+                let fs = Arc::new(archive::fs::FsArchive::open(dir).await?);
+                fs.sweep_in_background();
+                fs
+            }
             ArchiveConfig::BlobConnectionString {
                 connection_string,
                 container,
@@ -304,7 +319,10 @@ impl Builder {
             return Ok(None);
         }
         let graph = self.graph_client(http)?;
-        let renewer = Renewer::new(self.config.clone(), graph, keys, archive)?;
+        let mut renewer = Renewer::new(self.config.clone(), graph, keys, archive)?;
+        if let Some(waits) = &self.removal_checks {
+            renewer = renewer.with_removal_checks(waits.clone());
+        }
         Ok(Some(Arc::new(renewer)))
     }
 }

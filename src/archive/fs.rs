@@ -1,21 +1,34 @@
 //! Filesystem archive: the embedded default (`ARCHIVE_DIR`, else `./data/archive`).
 //!
-//! A write goes to a unique temporary file in the target folder, is fsynced, and is then
-//! hard-linked to its final name. `link` fails if the name exists, so create-if-absent is atomic
-//! even between processes, and a crash never leaves a half-written file under a final name
-//! (only a `.tmp-*` file, which listings ignore).
+//! A write goes to a temporary file with a random name in the target folder, is fsynced, and is
+//! then hard-linked to its final name. `link` fails if the name exists, so create-if-absent is
+//! atomic even between processes, and a crash never leaves a half-written file under a final
+//! name (only a `.tmp-*` file, which listings ignore and [`FsArchive::sweep_temporaries`]
+//! removes once it is old). Random names (not the PID, which is 1 on every start of a
+//! container) never meet a file a crashed run left behind.
 //!
-//! A request's objects are written as one batch by one thread: all temporary files first, then
-//! their fsyncs (the first commits the journal for all of them, the rest find them clean), then
-//! the links, then one fsync per folder. Parallel writers in one folder would mostly contend
-//! on the folder's lock, and a sync per file would pay a journal commit per file.
+//! A request's objects are written as one batch by one thread, in chunks of at most
+//! [`OPEN_FILES_PER_CHUNK`] files: a chunk's temporary files are written, then synced (the first
+//! sync commits the journal for all of them, the rest find them clean), closed and linked; at
+//! the end each folder is synced once. A batch of any size therefore holds a bounded number of
+//! descriptors, and a name that occurs twice in one batch is written once. Parallel writers in
+//! one folder would mostly contend on the folder's lock, and a sync per file would pay a journal
+//! commit per file. Every temporary file is removed again, whatever fails.
 
+use std::collections::HashSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use super::{Archive, ArchiveError, Kind, ObjectName, Written};
+
+/// The most files one batch holds open at once, whatever its size.
+pub const OPEN_FILES_PER_CHUNK: usize = 32;
+/// A temporary file older than this was left by a crash: a live write takes milliseconds.
+pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
+const TEMPORARY_PREFIX: &str = ".tmp-";
 
 pub struct FsArchive {
     root: PathBuf,
@@ -41,58 +54,153 @@ impl FsArchive {
     fn path_of(&self, name: &ObjectName) -> PathBuf {
         self.root.join(name.as_str())
     }
+
+    /// Removes temporary files older than `older_than` (left by a crash or a kill), returning
+    /// how many. Run at start-up; younger ones may belong to another live process.
+    pub async fn sweep_temporaries(&self, older_than: Duration) -> Result<usize, ArchiveError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep(&root, older_than))
+            .await
+            .map_err(|e| ArchiveError::Backend {
+                name: "temporary files".into(),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| ArchiveError::Io {
+                name: "temporary files".into(),
+                source,
+            })
+    }
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+impl FsArchive {
+    /// Sweeps temporary files older than [`STALE_TEMPORARY_AGE`] in the background (the
+    /// builder calls it at start-up), logging how many it removed.
+    pub fn sweep_in_background(self: &std::sync::Arc<Self>) {
+        let archive = self.clone();
+        tokio::spawn(async move {
+            match archive.sweep_temporaries(STALE_TEMPORARY_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "temporary files of an earlier run removed"),
+                Err(e) => tracing::warn!(error = %e, "cannot sweep old temporary files"),
+            }
+        });
+    }
+}
+
+/// `.tmp-` and 128 random bits, hex.
+fn temporary_name() -> std::io::Result<String> {
+    let mut random = [0u8; 16];
+    openssl::rand::rand_bytes(&mut random).map_err(std::io::Error::other)?;
+    Ok(format!("{TEMPORARY_PREFIX}{}", hex::encode(random)))
+}
 
 /// Writes a batch (see the module docs). `paths[i]` gets `bodies[i]`.
 fn write_batch(paths: &[PathBuf], bodies: &[Bytes]) -> std::io::Result<Vec<Written>> {
-    use std::io::Write;
     let mut results = vec![Written::AlreadyExisted; paths.len()];
-    let mut folders: Vec<&Path> = Vec::new();
-    let mut staged: Vec<(usize, PathBuf, std::fs::File)> = Vec::with_capacity(paths.len());
-    let outcome = (|| {
-        for (i, (path, body)) in paths.iter().zip(bodies).enumerate() {
-            if path.exists() {
+    let mut seen = HashSet::with_capacity(paths.len());
+    let todo: Vec<usize> = (0..paths.len())
+        .filter(|&i| seen.insert(&paths[i]) && !paths[i].exists())
+        .collect();
+    let mut folders: HashSet<&Path> = HashSet::new();
+    for chunk in todo.chunks(OPEN_FILES_PER_CHUNK) {
+        let mut staged = Vec::with_capacity(chunk.len());
+        let outcome = write_chunk(
+            chunk,
+            paths,
+            bodies,
+            &mut folders,
+            &mut staged,
+            &mut results,
+        );
+        for tmp in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        outcome?;
+    }
+    // Make the new directory entries durable too.
+    for dir in folders {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(results)
+}
+
+/// One chunk: temporary files written, synced, closed, linked. Every temporary file created is
+/// in `staged` before anything else can fail, so the caller removes it.
+fn write_chunk<'a>(
+    chunk: &[usize],
+    paths: &'a [PathBuf],
+    bodies: &[Bytes],
+    folders: &mut HashSet<&'a Path>,
+    staged: &mut Vec<PathBuf>,
+    results: &mut [Written],
+) -> std::io::Result<()> {
+    let mut files = Vec::with_capacity(chunk.len());
+    for &i in chunk {
+        let dir = paths[i]
+            .parent()
+            .expect("object names always have a folder");
+        if !folders.contains(dir) {
+            std::fs::create_dir_all(dir)?;
+            folders.insert(dir);
+        }
+        let tmp = dir.join(temporary_name()?);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        staged.push(tmp);
+        file.write_all(&bodies[i])?;
+        files.push(file);
+    }
+    for file in &files {
+        file.sync_all()?;
+    }
+    drop(files);
+    for (&i, tmp) in chunk.iter().zip(staged.iter()) {
+        match std::fs::hard_link(tmp, &paths[i]) {
+            Ok(()) => results[i] = Written::Created,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn sweep(root: &Path, older_than: Duration) -> std::io::Result<usize> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
                 continue;
             }
-            let dir = path.parent().expect("object names always have a folder");
-            if !folders.contains(&dir) {
-                std::fs::create_dir_all(dir)?;
-                folders.push(dir);
-            }
-            let tmp = dir.join(format!(
-                ".tmp-{}-{}",
-                std::process::id(),
-                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            staged.push((i, tmp, f.try_clone()?));
-            f.write_all(body)?;
-        }
-        for (_, _, f) in &staged {
-            f.sync_all()?;
-        }
-        for (i, tmp, _) in &staged {
-            match std::fs::hard_link(tmp, &paths[*i]) {
-                Ok(()) => results[*i] = Written::Created,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
+            let stale = kind.is_file()
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(TEMPORARY_PREFIX)
+                && entry.metadata()?.modified()? < cutoff;
+            if stale {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        // Make the new directory entries durable too.
-        for dir in &folders {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    for (_, tmp, _) in &staged {
-        let _ = std::fs::remove_file(tmp);
     }
-    outcome.map(|()| results)
+    Ok(removed)
 }
 
 fn list_files(root: &Path, kind: Kind) -> std::io::Result<Vec<ObjectName>> {
@@ -181,5 +289,112 @@ impl Archive for FsArchive {
             .unwrap_or_else(|_| self.root.clone())
             .display()
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temporaries(root: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(TEMPORARY_PREFIX)
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    fn name(i: usize) -> ObjectName {
+        ObjectName::new(Kind::Events, Some((2026, 1, 2)), "s", &format!("{i:04}"))
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_a_chunk_is_written_whole_and_once_per_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = FsArchive::open(dir.path()).await.unwrap();
+        let count = OPEN_FILES_PER_CHUNK * 3 + 5;
+        let mut objects: Vec<_> = (0..count)
+            .map(|i| (name(i), Bytes::from(format!("{i}"))))
+            .collect();
+        // The same name again in one batch is written once; the copy is a duplicate.
+        objects.push((name(7), Bytes::from_static(b"other")));
+        let written = archive.put_all_if_absent(objects).await.unwrap();
+        assert_eq!(
+            written.iter().filter(|w| **w == Written::Created).count(),
+            count
+        );
+        assert_eq!(written[count], Written::AlreadyExisted);
+        assert_eq!(archive.list(Kind::Events).await.unwrap().len(), count);
+        assert_eq!(archive.get(&name(7)).await.unwrap().unwrap(), "7");
+        assert!(temporaries(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = FsArchive::open(dir.path()).await.unwrap();
+        // A later object's folder is blocked by a file: the batch fails after writing others.
+        let blocked = ObjectName::new(Kind::Events, Some((2026, 1, 2)), "blocked", "x");
+        std::fs::create_dir_all(dir.path().join("events/2026/01/02")).unwrap();
+        std::fs::write(dir.path().join("events/2026/01/02/blocked"), b"").unwrap();
+        let mut objects: Vec<_> = (0..OPEN_FILES_PER_CHUNK + 3)
+            .map(|i| (name(i), Bytes::from_static(b"{}")))
+            .collect();
+        objects.push((blocked, Bytes::from_static(b"{}")));
+        assert!(archive.put_all_if_absent(objects).await.is_err());
+        assert!(temporaries(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_old_temporaries_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = FsArchive::open(dir.path()).await.unwrap();
+        let folder = dir.path().join("events/2026/01/02/s");
+        std::fs::create_dir_all(&folder).unwrap();
+        let old = folder.join(".tmp-1-0");
+        let young = folder.join(".tmp-1-1");
+        let object = folder.join("0001.json");
+        for path in [&old, &young, &object] {
+            std::fs::write(path, b"").unwrap();
+        }
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in [&old, &object] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        assert_eq!(
+            archive
+                .sweep_temporaries(STALE_TEMPORARY_AGE)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(!old.exists());
+        assert!(young.exists() && object.exists());
+    }
+
+    #[test]
+    fn temporary_names_are_random() {
+        let a = temporary_name().unwrap();
+        let b = temporary_name().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TEMPORARY_PREFIX) && a.len() == TEMPORARY_PREFIX.len() + 32);
     }
 }

@@ -88,7 +88,7 @@ impl EventHubFunction {
             .iter()
             .enumerate()
             .map(|(i, body)| HubEvent {
-                body: body.clone(),
+                body: bytes::Bytes::from(body.clone()),
                 metadata: invocation.event_metadata(i),
             })
             .collect();

@@ -5,9 +5,11 @@
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
 //! - [`timer`]: the `renew` timer function on top of the renewer;
+//! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
 //! - [`eventhub`]: the `eventhub` function (eventHubTrigger): decode, receive, spool, answer;
 //! - [`replay`]: the `replay` timer: the Event Hubs spool, then quarantine and raw items.
 
+pub mod connections;
 pub mod eventhub;
 pub mod invocation;
 pub mod replay;

@@ -17,6 +17,7 @@ use warp::{Buf, Filter, Rejection, Reply};
 
 use super::eventhub::EventHubFunction;
 use super::replay::ReplayTimer;
+use crate::logging::escape;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
 use crate::renewer::Renewer;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub receiver: Arc<Receiver>,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: u64,
+    /// `MAX_ITEMS_PER_REQUEST`, `BODY_READ_TIMEOUT_S`, `SHUTDOWN_DRAIN_S`.
+    pub limits: crate::config::Limits,
     /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
     pub renewer: Option<Arc<Renewer>>,
     /// The `eventhub` function (Graph's Event Hubs delivery).
@@ -36,17 +39,15 @@ pub struct AppState {
     pub max_invocation_bytes: u64,
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most
+/// `SHUTDOWN_DRAIN_S` (header read timeout and connection cap: [`super::connections`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let options = super::connections::ServeOptions::new(state.limits.shutdown_drain);
+    super::connections::serve(listener, warp::service(routes(state)), options, shutdown).await;
 }
 
 /// Every route, with rejections mapped to a status and a short reason.
@@ -61,7 +62,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let renew_state = state.clone();
     let renew = warp::path!("renew")
         .and(warp::post())
-        .and(body_limited(state.max_body_bytes))
+        .and(body_limited(
+            state.max_body_bytes,
+            state.limits.body_read_timeout,
+        ))
         .and_then(move |body: Result<Bytes, BodyError>| {
             let state = renew_state.clone();
             async move { Ok::<_, Rejection>(renew(state, body).await) }
@@ -70,7 +74,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let eventhub_state = state.clone();
     let eventhub = warp::path!("eventhub")
         .and(warp::post())
-        .and(body_limited(state.max_invocation_bytes))
+        .and(body_limited(
+            state.max_invocation_bytes,
+            state.limits.body_read_timeout,
+        ))
         .and_then(move |body: Result<Bytes, BodyError>| {
             let state = eventhub_state.clone();
             async move { Ok::<_, Rejection>(eventhub_invocation(state, body).await) }
@@ -78,7 +85,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let replay_state = state.clone();
     let replay = warp::path!("replay")
         .and(warp::post())
-        .and(body_limited(state.max_body_bytes))
+        .and(body_limited(
+            state.max_body_bytes,
+            state.limits.body_read_timeout,
+        ))
         .and_then(move |body: Result<Bytes, BodyError>| {
             let state = replay_state.clone();
             async move { Ok::<_, Rejection>(replay_timer(state, body).await) }
@@ -152,15 +162,20 @@ where
     // Graph's handshake: echo the URL-decoded token as text/plain, whatever the body, at once.
     if let Some(token) = validation_token(&query) {
         tracing::info!(endpoint = ?which, "validation handshake answered");
-        return warp::reply::with_header(token, header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        // The token is echoed as sent (Graph requires it); nosniff keeps a browser from
+        // reading it as anything but text.
+        let reply =
+            warp::reply::with_header(token, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        return warp::reply::with_header(reply, header::X_CONTENT_TYPE_OPTIONS, "nosniff")
             .into_response();
     }
-    let body = match read_limited(length, body, state.max_body_bytes).await {
+    let deadline = state.limits.body_read_timeout;
+    let body = match read_limited(length, body, state.max_body_bytes, deadline).await {
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
     let started = Instant::now();
-    match state.receiver.receive(which, &body).await {
+    match state.receiver.receive(which, body).await {
         Ok(receipt) => {
             tracing::info!(
                 endpoint = ?which,
@@ -169,6 +184,7 @@ where
                 quarantined = receipt.quarantined,
                 lifecycle = receipt.lifecycle,
                 dropped_client_state = receipt.dropped_client_state,
+                repeated = receipt.repeated,
                 rejected = receipt.rejected,
                 duplicates = receipt.duplicates,
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -183,8 +199,13 @@ where
             StatusCode::ACCEPTED.into_response()
         }
         Err(ReceiveError::BadRequest(e)) => {
-            tracing::warn!(endpoint = ?which, reason = %e, "bad notification body");
-            warp::reply::with_status(e.to_string(), StatusCode::BAD_REQUEST).into_response()
+            let reason = e.to_string();
+            tracing::warn!(endpoint = ?which, reason = %escape(&reason), "bad notification body");
+            warp::reply::with_status(reason, StatusCode::BAD_REQUEST).into_response()
+        }
+        Err(ReceiveError::TooMany(e)) => {
+            tracing::warn!(endpoint = ?which, reason = %e, "request refused: MAX_ITEMS_PER_REQUEST");
+            warp::reply::with_status(e.to_string(), StatusCode::PAYLOAD_TOO_LARGE).into_response()
         }
         Err(ReceiveError::Unavailable(e)) => {
             tracing::error!(endpoint = ?which, reason = %e, "archive unavailable: answering 503 so Graph retries");
@@ -232,6 +253,10 @@ fn invocation_body_error(function: &str, e: &BodyError) -> warp::reply::Response
         BodyError::Read(_) => (
             "unreadable",
             "invocation body could not be read".to_string(),
+        ),
+        BodyError::Timeout(after) => (
+            "timeout",
+            format!("invocation body not received within {} s", after.as_secs()),
         ),
     };
     tracing::error!(function, code, %reason, "invocation rejected");
@@ -293,6 +318,8 @@ pub fn validation_token(query: &str) -> Option<String> {
 enum BodyError {
     TooLarge(u64),
     Read(String),
+    /// Not received within `BODY_READ_TIMEOUT_S`.
+    Timeout(std::time::Duration),
 }
 
 fn body_error(e: BodyError) -> warp::reply::Response {
@@ -305,20 +332,43 @@ fn body_error(e: BodyError) -> warp::reply::Response {
             )
             .into_response()
         }
+        BodyError::Timeout(deadline) => {
+            tracing::warn!(
+                deadline_s = deadline.as_secs(),
+                "request body not received within BODY_READ_TIMEOUT_S"
+            );
+            let reply = warp::reply::with_status(
+                format!("body not received within {} s", deadline.as_secs()),
+                StatusCode::REQUEST_TIMEOUT,
+            );
+            warp::reply::with_header(reply, header::CONNECTION, "close").into_response()
+        }
         BodyError::Read(reason) => {
-            tracing::warn!(%reason, "could not read the request body");
+            tracing::warn!(reason = %escape(&reason), "could not read the request body");
             warp::reply::with_status("could not read the body", StatusCode::BAD_REQUEST)
                 .into_response()
         }
     }
 }
 
-/// Reads a body of at most `limit` bytes, whether or not it declares its length.
+/// Reads a body of at most `limit` bytes within `deadline`, whether or not it declares its
+/// length.
 async fn read_limited<S, B>(
     length: Option<u64>,
-    mut body: S,
+    body: S,
     limit: u64,
+    deadline: std::time::Duration,
 ) -> Result<Bytes, BodyError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: Buf,
+{
+    tokio::time::timeout(deadline, read_all(length, body, limit))
+        .await
+        .map_err(|_| BodyError::Timeout(deadline))?
+}
+
+async fn read_all<S, B>(length: Option<u64>, mut body: S, limit: u64) -> Result<Bytes, BodyError>
 where
     S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
     B: Buf,
@@ -344,10 +394,11 @@ where
 
 fn body_limited(
     limit: u64,
+    deadline: std::time::Duration,
 ) -> impl Filter<Extract = (Result<Bytes, BodyError>,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .then(move |length, body| read_limited(length, body, limit))
+        .then(move |length, body| read_limited(length, body, limit, deadline))
 }
 
 async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {

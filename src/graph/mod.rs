@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod events;
 pub mod notification;
+pub mod screening;
 pub mod subscriptions;
 pub mod tokens;
 pub mod vocabulary;

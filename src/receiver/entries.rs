@@ -17,6 +17,8 @@ pub(crate) struct Pending {
     pub(crate) name: ObjectName,
     pub(crate) body: Bytes,
     pub(super) outcome: Outcome,
+    /// For a quarantined item: the reason code and the subscription id (for the summary line).
+    pub(crate) quarantined: Option<(&'static str, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,18 @@ pub(super) enum Outcome {
     Quarantine,
     Lifecycle,
     Other,
+}
+
+impl Pending {
+    /// A record that is neither an event, a quarantined item nor a lifecycle notification.
+    pub(super) fn other(name: ObjectName, body: Bytes) -> Self {
+        Pending {
+            name,
+            body,
+            outcome: Outcome::Other,
+            quarantined: None,
+        }
+    }
 }
 
 /// The raw rich batch, as received (canonical items), persisted before decryption.
@@ -44,6 +58,7 @@ pub(super) fn raw_entry(
         ),
         body: records::raw_record_json(received_at, tokens_verified, event_hub, canonicals),
         outcome: Outcome::Other,
+        quarantined: None,
     }
 }
 
@@ -61,6 +76,7 @@ pub(super) fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> P
         name: records::item_name(Kind::Lifecycle, item, &canonical),
         body: records::to_json(&record),
         outcome: Outcome::Lifecycle,
+        quarantined: None,
     }
 }
 
@@ -99,10 +115,7 @@ pub(crate) fn rich_entry(
                 Some((key.id.clone(), payload)),
             )
         }
-        Err(e) => {
-            tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
-            quarantine_entry(received_at, item, &canonical, e.to_string(), e.code())
-        }
+        Err(e) => quarantine_entry(received_at, item, &canonical, e.to_string(), e.code()),
     }
 }
 
@@ -133,6 +146,7 @@ fn event_entry(
         name: records::item_name(Kind::Events, item, canonical),
         body: records::to_json(&record),
         outcome: Outcome::Event,
+        quarantined: None,
     }
 }
 
@@ -142,9 +156,10 @@ pub(crate) fn quarantine_entry(
     item: ChangeNotification,
     canonical: &[u8],
     reason: String,
-    code: &str,
+    code: &'static str,
 ) -> Pending {
     let name = records::item_name(Kind::Quarantine, &item, canonical);
+    let quarantined = Some((code, item.subscription_id.clone()));
     let record = QuarantineRecord {
         received_at: received_at.to_string(),
         reason,
@@ -155,5 +170,6 @@ pub(crate) fn quarantine_entry(
         name,
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
+        quarantined,
     }
 }

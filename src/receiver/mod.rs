@@ -1,34 +1,40 @@
-//! The notification path, top to bottom: parse -> clientState -> validationTokens -> persist the
-//! raw batch -> decrypt -> archive. The HTTP layer (`functions::routes`) only reads the body and
-//! maps the outcome to a status; every step here is a call into its module. Webhook bodies
-//! ([`Receiver::receive`]) and Event Hubs invocations ([`Receiver::receive_events`]) take the
-//! same steps ([`Receiver::stage`], then decryption and the archive writes); they differ only in
-//! the validationTokens rule ([`Delivery`]) and in how many writes a request makes.
+//! The notification path, top to bottom: first pass (count, clientState) -> validationTokens ->
+//! persist the raw batch -> decrypt -> archive. The HTTP layer (`functions::routes`) only reads
+//! the body and maps the outcome to a status; every step here is a call into its module.
+//! Webhook bodies ([`Receiver::receive`]) and Event Hubs invocations
+//! ([`Receiver::receive_events`]) take the same steps (`Receiver::stage`, then decryption and
+//! the archive writes); they differ only in the validationTokens rule ([`Delivery`]) and in how
+//! many writes a request makes.
 //!
 //! Invariants:
 //! - nothing is answered 202 before it is persisted (an archive failure is a 503 so Graph retries);
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
-use std::collections::HashMap;
+mod entries;
+mod evidence;
+mod intake;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use bytes::Bytes;
+use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::records::{self, RejectedRecord, UnreadableBody};
-use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
+use crate::archive::{Archive, ArchiveError, Written};
 use crate::eventhub::large_payload::{self, PayloadStore};
-use crate::eventhub::validation::is_validation_item;
 use crate::graph::crypto::DecryptError;
-use crate::graph::notification::{ChangeNotification, ParseError, parse_collection};
+use crate::graph::notification::{ChangeNotification, ParseError};
+use crate::graph::screening::ScreenError;
 use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
-
-mod entries;
+use crate::logging::escape;
 
 use entries::{Outcome, basic_event_entry, lifecycle_entry, raw_entry};
 pub(crate) use entries::{Pending, quarantine_entry, rich_entry};
+use evidence::{reachability_message, reject, unreadable_event};
+pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +67,8 @@ pub struct Receipt {
     pub unreadable: usize,
     /// Items dropped for a wrong or missing clientState.
     pub dropped_client_state: usize,
+    /// Items identical to an earlier one of the same body (handled once).
+    pub repeated: usize,
     /// Items whose batch failed validationTokens (stored under `rejected/`, never as events).
     pub rejected: usize,
     /// Items archived as events (new or already there).
@@ -84,6 +92,7 @@ impl Receipt {
         self.validation += other.validation;
         self.unreadable += other.unreadable;
         self.dropped_client_state += other.dropped_client_state;
+        self.repeated += other.repeated;
         self.rejected += other.rejected;
         self.events += other.events;
         self.quarantined += other.quarantined;
@@ -102,6 +111,9 @@ pub enum ReceiveError {
     /// 400: the body is not a notification collection.
     #[error("{0}")]
     BadRequest(#[from] ParseError),
+    /// 413: more items than `MAX_ITEMS_PER_REQUEST`.
+    #[error("{0}")]
+    TooMany(ScreenError),
     /// 503: something could not be persisted; Graph will retry.
     #[error("{0}")]
     Unavailable(#[from] ArchiveError),
@@ -154,7 +166,8 @@ impl Batch {
         }
     }
 
-    /// The records of the items that need no key: lifecycle notifications and basic events.
+    /// The records of the items that need no key: lifecycle notifications and basic events
+    /// (CPU work: called on the blocking pool).
     fn verified_entries(&self, received_at: &str) -> Vec<Pending> {
         let mut pending =
             Vec::with_capacity(self.lifecycle.len() + self.basic.len() + self.rich.len() + 1);
@@ -185,6 +198,8 @@ pub struct Receiver {
     /// `None` when `GRAPH_CLIENT_ID`/`GRAPH_TENANT_ID` are unset: rich batches cannot be proved
     /// genuine, so they are rejected.
     pub tokens: Option<Arc<TokenValidator>>,
+    /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
+    pub max_items_per_request: usize,
     /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: where Graph leaves payloads over Event Hubs' 1 MB limit;
     /// `None` quarantines such items until a replay with the store configured.
     pub payloads: Option<Arc<PayloadStore>>,
@@ -192,7 +207,7 @@ pub struct Receiver {
 
 /// An Event Hubs event for [`Receiver::receive_events`]: its body and its metadata.
 pub struct HubEvent {
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Kept in the raw record (see `eventhub::payload::EventHubInvocation::event_metadata`).
     pub metadata: serde_json::Value,
 }
@@ -226,8 +241,10 @@ impl Staged {
 }
 
 impl Receiver {
-    /// Runs a webhook body through the notification path, top to bottom.
-    pub async fn receive(&self, endpoint: Endpoint, body: &[u8]) -> Result<Receipt, ReceiveError> {
+    /// Runs a webhook body through the notification path, top to bottom. The CPU-heavy steps
+    /// (the first pass over the body, building items and records, decryption) run on the
+    /// blocking pool, so the async workers stay free for readiness polls and handshakes.
+    pub async fn receive(&self, endpoint: Endpoint, body: Bytes) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
         let Staged {
             mut receipt,
@@ -243,6 +260,7 @@ impl Receiver {
             self.decrypt_batch(&received_at, rich)
         );
         written?;
+        log_quarantined(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
         Ok(receipt)
     }
@@ -260,7 +278,7 @@ impl Receiver {
                     Endpoint::Notifications,
                     Delivery::EventHub,
                     &received_at,
-                    &event.body,
+                    event.body.clone(),
                     Some(&event.metadata),
                 )
                 .await;
@@ -274,49 +292,68 @@ impl Receiver {
             mut first,
             rich,
         } = all;
-        first.extend(self.decrypt_batch(&received_at, rich).await);
+        let decrypted = self.decrypt_batch(&received_at, rich).await;
+        log_quarantined(&decrypted);
+        first.extend(decrypted);
         self.write_all(first, &mut receipt).await?;
         Ok(receipt)
     }
 
-    /// parse -> clientState -> validationTokens -> payloads left in blob storage -> the records
-    /// that need no key. `event_hub` is the event's metadata, kept in its raw record.
+    /// first pass -> validationTokens (by the [`Delivery`] rule) -> payloads left in blob
+    /// storage -> the records that need no key. `event_hub` is the event's metadata, kept in its
+    /// raw record. Writes nothing.
     async fn stage(
         &self,
         endpoint: Endpoint,
         delivery: Delivery,
         received_at: &str,
-        body: &[u8],
+        body: Bytes,
         event_hub: Option<&serde_json::Value>,
-    ) -> Result<Staged, ParseError> {
-        let collection = parse_collection(body)?;
+    ) -> Result<Staged, ReceiveError> {
         let mut staged = Staged::default();
-        staged.receipt.items = collection.value.len();
-        let accepted = self.accept(collection.value, delivery, &mut staged.receipt);
-        if accepted.is_empty() {
+        if delivery == Delivery::EventHub
+            && let Some(n) = reachability_message(&body)
+        {
+            tracing::info!("Event Hubs reachability message from Graph ignored");
+            staged.receipt.items = n;
+            staged.receipt.validation = n;
             return Ok(staged);
         }
-        let batch = Batch::sort(endpoint, accepted);
+        let intake = self.intake(body).await?;
+        staged.receipt.items = intake.items;
+        staged.receipt.dropped_client_state = intake.dropped.count;
+        staged.receipt.repeated = intake.repeated;
+        log_dropped(&intake.dropped, self.client_state.is_none());
+        if intake.accepted.is_empty() {
+            return Ok(staged);
+        }
+        let batch = Batch::sort(endpoint, intake.accepted);
 
         // validationTokens, once per body: a webhook batch with resource data must carry them;
         // through Event Hubs they are checked when present (see [`Delivery`]).
         let check = match delivery {
             Delivery::Webhook => !batch.rich.is_empty(),
-            Delivery::EventHub => !collection.validation_tokens.is_empty(),
+            Delivery::EventHub => !intake.validation_tokens.is_empty(),
         };
         if check
             && let Err(rejection) = self
-                .check_tokens(&collection.validation_tokens, &batch.rich)
+                .check_tokens(&intake.validation_tokens, &batch.rich)
                 .await
         {
-            staged
-                .first
-                .push(reject(received_at, batch, &rejection, &mut staged.receipt));
+            let entry = reject(received_at, batch, &rejection, &mut staged.receipt);
+            staged.first.push(entry);
             staged.receipt.rejection = Some(rejection);
             return Ok(staged);
         }
 
-        staged.first = batch.verified_entries(received_at);
+        let at = received_at.to_string();
+        let (first, batch) = tokio::task::spawn_blocking(move || {
+            let pending = batch.verified_entries(&at);
+            (pending, batch)
+        })
+        .await
+        .expect("building records never panics");
+        staged.first = first;
         staged.receipt.lifecycle_items = batch.lifecycle;
         if batch.rich.is_empty() {
             return Ok(staged);
@@ -334,9 +371,9 @@ impl Receiver {
                 None => staged.rich.push((item, canonical)),
                 Some(Ok(full)) => staged.rich.push((full, canonical)),
                 Some(Err(e)) => {
-                    tracing::warn!(subscription_id = %item.subscription_id.escape_debug(), reason = %e, "notification quarantined");
                     let (reason, code) = (e.to_string(), e.code());
                     let entry = quarantine_entry(received_at, item, &canonical, reason, code);
+                    log_quarantined(std::slice::from_ref(&entry));
                     staged.first.push(entry);
                 }
             }
@@ -344,44 +381,17 @@ impl Receiver {
         Ok(staged)
     }
 
-    /// The items whose clientState is ours; the others are counted and dropped. Through Event
-    /// Hubs, Graph's reachability message is skipped first (it is neither an event nor a forgery).
-    fn accept(
-        &self,
-        items: Vec<ChangeNotification>,
-        delivery: Delivery,
-        receipt: &mut Receipt,
-    ) -> Vec<ChangeNotification> {
-        items
-            .into_iter()
-            .filter(|item| {
-                if delivery == Delivery::EventHub && is_validation_item(item) {
-                    receipt.validation += 1;
-                    tracing::info!("Event Hubs reachability message from Graph ignored");
-                    return false;
-                }
-                let ok = self.client_state_matches(item.client_state.as_deref());
-                if !ok {
-                    receipt.dropped_client_state += 1;
-                    tracing::warn!(
-                        subscription_id = %item.subscription_id.escape_debug(),
-                        reason = if self.client_state.is_none() { "NOTIFICATION_CLIENT_STATE is not configured" } else { "clientState does not match" },
-                        "notification dropped"
-                    );
-                }
-                ok
+    /// The first pass (see [`intake`]), on the blocking pool.
+    async fn intake(&self, body: Bytes) -> Result<intake::Intake, ReceiveError> {
+        let check = ClientStateCheck::new(self.client_state.as_ref());
+        let max_items = self.max_items_per_request;
+        tokio::task::spawn_blocking(move || intake::intake(&body, max_items, &check))
+            .await
+            .expect("the first pass never panics")
+            .map_err(|e| match e {
+                IntakeError::TooMany(e) => ReceiveError::TooMany(e),
+                IntakeError::BadRequest(e) => ReceiveError::BadRequest(e),
             })
-            .collect()
-    }
-
-    fn client_state_matches(&self, got: Option<&str>) -> bool {
-        match (&self.client_state, got) {
-            (Some(expected), Some(got)) => {
-                let expected = expected.expose_secret().as_bytes();
-                expected.len() == got.len() && openssl::memcmp::eq(expected, got.as_bytes())
-            }
-            _ => false,
-        }
     }
 
     /// Every token valid, and every rich item's tenant covered by one.
@@ -505,64 +515,57 @@ fn key_ref(item: &ChangeNotification) -> KeyRef {
     })
 }
 
-/// A batch whose validationTokens failed, kept under `rejected/` as evidence only.
-fn reject(
-    received_at: &str,
-    batch: Batch,
-    rejection: &Rejection,
-    receipt: &mut Receipt,
-) -> Pending {
-    let all: Vec<ChangeNotification> = batch.into_items();
-    receipt.rejected = all.len();
-    tracing::warn!(items = all.len(), reason = %rejection, code = rejection.code(), "batch rejected: validationTokens");
-    let canonicals: Vec<Vec<u8>> = all.iter().map(ChangeNotification::canonical).collect();
-    let name = records::batch_name(
-        Kind::Rejected,
-        all.first().and_then(ChangeNotification::partition_date),
-        canonicals.iter().map(Vec::as_slice),
-    );
-    let record = RejectedRecord {
-        received_at: received_at.to_string(),
-        reason: rejection.to_string(),
-        reason_code: rejection.code().to_string(),
-        notifications: all,
-        unreadable: None,
-    };
-    Pending {
-        name,
-        body: records::to_json(&record),
-        outcome: Outcome::Other,
+/// Outside values named in a summary line, escaped: `[a, b\n, c]`.
+struct Ids<'a>(&'a [String]);
+
+impl std::fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, id) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}", escape(id))?;
+        }
+        f.write_str("]")
     }
 }
 
-/// An Event Hubs event that is not a notification collection: its digest and size under
-/// `rejected/` (its text could hold a clientState, which is never stored).
-fn unreadable_event(received_at: &str, event: &HubEvent, reason: &ParseError) -> Staged {
-    let sha256 = records::sha256_hex(&event.body);
-    tracing::warn!(%reason, bytes = event.body.len(), %sha256, "Event Hubs event is not a notification collection");
-    let record = RejectedRecord {
-        received_at: received_at.to_string(),
-        reason: format!("not a notification collection: {reason}"),
-        reason_code: "notNotificationCollection".into(),
-        notifications: Vec::new(),
-        unreadable: Some(UnreadableBody {
-            sha256: sha256.clone(),
-            bytes: event.body.len(),
-            event_hub: Some(event.metadata.clone()),
-        }),
-    };
-    Staged {
-        receipt: Receipt {
-            unreadable: 1,
-            ..Receipt::default()
-        },
-        first: vec![Pending {
-            name: ObjectName::new(Kind::Rejected, None, "unreadable", &sha256),
-            body: records::to_json(&record),
-            outcome: Outcome::Other,
-        }],
-        rich: Vec::new(),
+/// One line per request for the items dropped by the clientState check, never one per item.
+fn log_dropped(dropped: &Dropped, unconfigured: bool) {
+    if dropped.count == 0 {
+        return;
     }
+    tracing::warn!(
+        count = dropped.count,
+        reason = if unconfigured {
+            "NOTIFICATION_CLIENT_STATE is not configured"
+        } else {
+            "clientState does not match"
+        },
+        first_subscription_ids = %Ids(&dropped.first_ids),
+        "notifications dropped"
+    );
+}
+
+/// One line per request for the quarantined items: how many, why, and the first few ids.
+fn log_quarantined(pending: &[Pending]) {
+    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_ids = Vec::new();
+    for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
+        *codes.entry(code).or_default() += 1;
+        if first_ids.len() < intake::NAMED_IN_SUMMARY {
+            first_ids.push(id.clone());
+        }
+    }
+    if codes.is_empty() {
+        return;
+    }
+    let reasons: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+    tracing::warn!(
+        count = codes.values().sum::<usize>(),
+        reasons = %reasons.join(","),
+        first_subscription_ids = %Ids(&first_ids),
+        "notifications quarantined"
+    );
 }
 
 pub fn now_rfc3339() -> String {

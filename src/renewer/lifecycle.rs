@@ -2,17 +2,20 @@
 //! (<https://learn.microsoft.com/graph/change-notifications-lifecycle-events>).
 //!
 //! The server archives each lifecycle notification and answers Graph 202 first; [`react`] then
-//! does the slow part in a background task, so Graph's 3-second budget is never at stake:
+//! does the slow part in a background task, so Graph's 3-second budget is never at stake.
+//! Reactions are calm: one per (subscription, event) per request and per window, a bounded
+//! number at once ([`crate::reaction_gate`]), and a reconcile they need joins the one running
+//! (the renew timer never waits behind them):
 //! - `reauthorizationRequired`: reauthorize the subscription, or renew it if that fails (a
 //!   renewal also reauthorizes); a subscription Graph no longer has is created again;
-//! - `subscriptionRemoved`: create it again from the desired state (a reconcile that treats the
-//!   removed id as gone);
+//! - `subscriptionRemoved`: create it again from the desired state, but only once Graph's
+//!   listing confirms the subscription is gone (a few looks over a few minutes): anyone with the
+//!   clientState could otherwise make us create a second subscription next to a live one;
 //! - `missed`: some notifications were not delivered and cannot be; write a resync marker under
 //!   `resync/` saying which subscription, which resource and up to when, for whoever resyncs the
 //!   resource (delta query or a full read). The marker's name is the notification's content
 //!   hash, written create-if-absent: Graph's resends of the same `missed` are one marker.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ use crate::graph::subscriptions::{
     ApiVersion, GraphError, Subscription, default_api_version, default_lifetime, format_time,
 };
 use crate::graph::vocabulary::LifecycleEvent;
+use crate::logging::escape;
 
 /// Attempts to write a resync marker before giving up (the archive may blink).
 const MARKER_ATTEMPTS: u32 = 3;
@@ -64,14 +68,14 @@ pub fn react(
         let reaction = react_now(&ctx, &notification).await;
         match &reaction {
             Reaction::Failed(reason) => tracing::warn!(
-                subscription_id = %notification.subscription_id,
-                event = ?notification.lifecycle_event,
+                subscription_id = %escape(&notification.subscription_id),
+                event = %escape(notification.lifecycle_event.as_ref().map_or("", |e| e.as_str())),
                 %reason,
                 "lifecycle reaction failed"
             ),
             other => tracing::info!(
-                subscription_id = %notification.subscription_id,
-                event = ?notification.lifecycle_event,
+                subscription_id = %escape(&notification.subscription_id),
+                event = %escape(notification.lifecycle_event.as_ref().map_or("", |e| e.as_str())),
                 reaction = %describe(other),
                 "lifecycle reaction done"
             ),
@@ -95,23 +99,40 @@ fn describe(r: &Reaction) -> String {
     }
 }
 
+/// Holds one of the gate's permits while a reaction calls Graph.
+async fn permit(ctx: &Renewer) -> tokio::sync::OwnedSemaphorePermit {
+    ctx.reactions
+        .permits()
+        .acquire_owned()
+        .await
+        .expect("the reaction permits are never closed")
+}
+
 /// The reaction itself, awaited (tests and `react`'s task).
-pub async fn react_now(ctx: &Renewer, notification: &ChangeNotification) -> Reaction {
+pub async fn react_now(ctx: &Arc<Renewer>, notification: &ChangeNotification) -> Reaction {
     let Some(event) = &notification.lifecycle_event else {
         return Reaction::Ignored("not a lifecycle notification".into());
     };
     if notification.subscription_id.is_empty() {
-        return Reaction::Ignored(format!("{event} without a subscriptionId"));
+        return Reaction::Ignored(format!(
+            "{} without a subscriptionId",
+            escape(event.as_str())
+        ));
     }
     match event {
-        LifecycleEvent::ReauthorizationRequired => reauthorize(ctx, notification).await,
-        LifecycleEvent::SubscriptionRemoved => {
-            let removed = HashSet::from([notification.subscription_id.clone()]);
-            Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
+        LifecycleEvent::ReauthorizationRequired => {
+            let _permit = permit(ctx).await;
+            reauthorize(ctx, notification).await
         }
-        LifecycleEvent::Missed => mark_resync(ctx, notification).await,
+        LifecycleEvent::SubscriptionRemoved => {
+            recreate_if_gone(ctx, &notification.subscription_id).await
+        }
+        LifecycleEvent::Missed => {
+            let _permit = permit(ctx).await;
+            mark_resync(ctx, notification).await
+        }
         LifecycleEvent::Other(other) => {
-            Reaction::Ignored(format!("unknown lifecycle event {other:?}"))
+            Reaction::Ignored(format!("unknown lifecycle event {:?}", escape(other)))
         }
     }
 }
@@ -127,20 +148,41 @@ async fn find(ctx: &Renewer, id: &str) -> Result<Option<(Subscription, ApiVersio
     }))
 }
 
-async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
+/// `subscriptionRemoved`: reconcile (which recreates it) once Graph's listing no longer has
+/// the subscription; a permit is held only while looking, never while waiting.
+async fn recreate_if_gone(ctx: &Arc<Renewer>, id: &str) -> Reaction {
+    for wait in &ctx.removal_checks {
+        tokio::time::sleep(*wait).await;
+        let listed = {
+            let _permit = permit(ctx).await;
+            find(ctx, id).await
+        };
+        match listed {
+            Ok(None) => return Reaction::Reconciled(ctx.reconcile_joined().await.0),
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::warn!(subscription_id = %escape(id), error = %e, "cannot list subscriptions to confirm a removal")
+            }
+        }
+    }
+    Reaction::Ignored(format!(
+        "subscriptionRemoved for {}, but Graph's listing still has it after {} looks: not recreated (the timer's reconcile will if it goes)",
+        escape(id),
+        ctx.removal_checks.len()
+    ))
+}
+
+async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
-    let guard = ctx.exclusive().await;
     let (resource, version) = match find(ctx, id).await {
         Ok(Some((s, version))) => (Some(s.resource), version),
         Ok(None) => {
-            drop(guard);
-            tracing::info!(subscription_id = %id, "reauthorization asked for a subscription Graph no longer lists; reconciling");
-            let removed = HashSet::from([id.to_string()]);
-            return Reaction::Reconciled(ctx.reconcile_excluding(&removed).await);
+            tracing::info!(subscription_id = %escape(id), "reauthorization asked for a subscription Graph no longer lists; reconciling");
+            return Reaction::Reconciled(ctx.reconcile_joined().await.0);
         }
         // Listing failed: try anyway, on the version the notification's resource suggests.
         Err(e) => {
-            tracing::warn!(subscription_id = %id, error = %e, "cannot list subscriptions; reauthorizing blind");
+            tracing::warn!(subscription_id = %escape(id), error = %e, "cannot list subscriptions; reauthorizing blind");
             let resource = n.resource.clone();
             let version = resource
                 .as_deref()
@@ -157,7 +199,7 @@ async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
         }
         Err(e) => e,
     };
-    tracing::warn!(subscription_id = %id, error = %reauthorize_error, "reauthorize failed; renewing instead");
+    tracing::warn!(subscription_id = %escape(id), error = %reauthorize_error, "reauthorize failed; renewing instead");
     let has_lifecycle = ctx.config.lifecycle_notification_url.is_some();
     let lifetime = default_lifetime(resource.as_deref().unwrap_or_default(), has_lifecycle);
     let lifetime = ctx
@@ -177,11 +219,8 @@ async fn reauthorize(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
             subscription_id: s.id,
             expiration: format_time(s.expiration_date_time),
         },
-        Err(e) if e.is_not_found() => {
-            drop(guard);
-            let removed = HashSet::from([id.to_string()]);
-            Reaction::Reconciled(ctx.reconcile_excluding(&removed).await)
-        }
+        // Gone: the reconcile recreates it (a renewal that answers 404 is a recreation).
+        Err(e) if e.is_not_found() => Reaction::Reconciled(ctx.reconcile_joined().await.0),
         Err(e) => Reaction::Failed(format!("reauthorize: {reauthorize_error}; renew: {e}")),
     }
 }
@@ -193,7 +232,7 @@ async fn mark_resync(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
         None => match find(ctx, &n.subscription_id).await {
             Ok(found) => found.map(|(s, _)| s.resource),
             Err(e) => {
-                tracing::warn!(subscription_id = %n.subscription_id, error = %e, "cannot look up the resource of a missed subscription");
+                tracing::warn!(subscription_id = %escape(&n.subscription_id), error = %e, "cannot look up the resource of a missed subscription");
                 None
             }
         },

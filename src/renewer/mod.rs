@@ -21,9 +21,11 @@
 //! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
 
 pub mod desired;
+pub mod gate;
 pub mod lifecycle;
 pub mod reconcile;
 pub mod report;
+pub mod single_flight;
 
 use std::collections::HashSet;
 
@@ -35,11 +37,15 @@ use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
 use crate::graph::subscriptions::GraphClient;
 use crate::keys::CertificateStore;
+use crate::logging::escape;
 pub use desired::{
     DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired,
     matching_desired, normalize_change_type, parse_desired, same_resource,
 };
+use gate::ReactionGate;
+use single_flight::{Flight, SingleFlight};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use reconcile::{listing_version, new_subscription, reconcile};
 pub use report::{Action, ActionRecord, Failure, Report};
@@ -137,7 +143,22 @@ pub struct Renewer {
     pub options: ReconcileOptions,
     /// Serializes the Graph-changing work of this process (timer and reactions).
     lock: tokio::sync::Mutex<()>,
+    /// One reconcile at a time; the timer, `POST /renew` and reactions join a running one.
+    reconciles: SingleFlight<Report>,
+    /// Which lifecycle notifications get a reaction, and how many run at once.
+    pub reactions: ReactionGate,
+    /// Waits before each look at Graph's listing that must confirm a `subscriptionRemoved`.
+    pub removal_checks: Vec<Duration>,
 }
+
+/// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
+/// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
+/// next reconcile recreates what is really gone).
+pub const REMOVAL_CHECKS: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+];
 
 impl Renewer {
     /// The renewer for `config`, talking to Graph through `graph`. Checks the delivery settings
@@ -155,6 +176,9 @@ impl Renewer {
             keys,
             archive,
             lock: tokio::sync::Mutex::new(()),
+            reconciles: SingleFlight::default(),
+            reactions: ReactionGate::default(),
+            removal_checks: REMOVAL_CHECKS.to_vec(),
         };
         renewer.delivery()?;
         // A missing or broken desired file never takes the receiver down: it is said loudly
@@ -192,6 +216,27 @@ impl Renewer {
         self.lock.lock().await
     }
 
+    /// Replaces the waits between the listing checks of a `subscriptionRemoved`.
+    pub fn with_removal_checks(mut self, waits: Vec<Duration>) -> Self {
+        self.removal_checks = waits;
+        self
+    }
+
+    /// A reconcile, or the one already running (joined: see [`SingleFlight`]).
+    pub async fn reconcile_joined(self: &Arc<Self>) -> (Report, Flight) {
+        let renewer = self.clone();
+        let (report, flight) = self
+            .reconciles
+            .run(move || async move { renewer.reconcile().await })
+            .await;
+        let report = report.unwrap_or_else(|| {
+            let mut report = Report::new(OffsetDateTime::now_utc());
+            report.error = Some("the reconcile task failed".into());
+            report
+        });
+        (report, flight)
+    }
+
     pub async fn reconcile(&self) -> Report {
         self.reconcile_excluding(&HashSet::new()).await
     }
@@ -222,9 +267,25 @@ impl Renewer {
         }
     }
 
-    /// Reacts to archived lifecycle notifications in background tasks; returns at once.
+    /// Reacts to archived lifecycle notifications in background tasks; returns at once. Only
+    /// what the gate admits gets a reaction (one per subscription and event, per request and
+    /// window); the rest are summed up in one line.
     pub fn react(self: &Arc<Self>, items: &[ChangeNotification]) {
-        for item in items {
+        let admitted = self.reactions.admit(items.to_vec());
+        if admitted.repeats > 0 {
+            let ids: Vec<String> = admitted
+                .repeated_ids
+                .iter()
+                .map(|i| escape(i).to_string())
+                .collect();
+            tracing::info!(
+                count = admitted.repeats,
+                window_s = self.reactions.window().as_secs(),
+                first_subscription_ids = %ids.join(", "),
+                "lifecycle notifications archived but not reacted to: repeats of a pair reacted to in this request or recently"
+            );
+        }
+        for item in &admitted.react {
             lifecycle::react(self.clone(), item);
         }
     }

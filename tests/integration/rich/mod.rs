@@ -290,10 +290,10 @@ async fn tampered_items_are_quarantined_with_a_reason_and_never_become_events() 
     add(i, "keyUnwrap");
     let mut i = base(4);
     i["encryptedContent"]["data"] = truncate(&i["encryptedContent"]["data"]);
-    add(i, "signatureMismatch");
+    add(i, "badPadding"); // not whole AES blocks: refused before the RSA step
     let mut i = base(5);
     i["encryptedContent"]["dataKey"] = truncate(&i["encryptedContent"]["dataKey"]);
-    add(i, "keyUnwrap");
+    add(i, "dataKeyLength");
     let mut i = base(6);
     i["encryptedContent"]["data"] = "not*base64".into();
     add(i, "badBase64");

@@ -586,6 +586,8 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
         .with_http(TlsFront::client())
         .with_env(|_| None)
         .with_graph_retry(fast_retry())
+        // Short waits between the listing checks that confirm a subscriptionRemoved.
+        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)])
         .build()
         .await
         .expect("the app starts");

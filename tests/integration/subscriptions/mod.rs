@@ -1,6 +1,7 @@
 //! The renewer against fakes of Graph and Entra ID (see `fakes`): reconcile, throttling, the
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
+mod calm;
 mod eventhub;
 mod fakes;
 
@@ -574,18 +575,27 @@ async fn timer_payload_as_object_or_string_with_is_past_due() {
 }
 
 #[tokio::test]
-async fn a_malformed_timer_payload_still_reconciles() {
+async fn a_body_that_is_not_a_timer_invocation_is_refused_without_calling_graph() {
     let h = harness(chat_only()).await;
-    let (status, body) = h.timer(&b"not json at all"[..]).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["ReturnValue"]["created"], 1);
-    assert!(
-        body["Logs"][0]
-            .as_str()
-            .unwrap()
-            .contains("timer payload not understood"),
-        "{body}"
-    );
+    for body in [
+        &b"not json at all"[..],
+        b"{}",
+        br#"{"Data": {"timer": 5}, "Metadata": {}}"#,
+        br#"{"Data": {"other": {}}, "Metadata": {}}"#,
+    ] {
+        let (status, reply) = h.timer(body).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(reply["Outputs"], json!({}));
+        assert!(reply["ReturnValue"]["error"].is_string(), "{reply}");
+        assert!(
+            reply["Logs"][0]
+                .as_str()
+                .unwrap()
+                .contains("not a timer invocation"),
+            "{reply}"
+        );
+    }
+    assert!(h.calls().await.is_empty());
 }
 
 #[tokio::test]
@@ -661,21 +671,35 @@ async fn reauthorization_of_a_vanished_subscription_recreates_it() {
 }
 
 #[tokio::test]
-async fn subscription_removed_recreates_it_even_while_graph_still_lists_it() {
+async fn subscription_removed_is_not_acted_on_while_graph_still_lists_it() {
+    let h = harness(chat_only()).await;
+    let live = h
+        .fake
+        .insert(existing(CHAT_MESSAGES, "created,updated", 4000));
+    let reaction =
+        lifecycle::react_now(&h.ctx, &lifecycle_item(&live, "subscriptionRemoved")).await;
+    assert!(matches!(reaction, Reaction::Ignored(_)), "{reaction:?}");
+    assert!(h.requests("POST", "/v1.0/subscriptions").await.is_empty());
+    assert_eq!(
+        h.fake.all().len(),
+        1,
+        "no second subscription next to the live one"
+    );
+}
+
+#[tokio::test]
+async fn subscription_removed_recreates_it_once_the_listing_confirms() {
     let h = harness(chat_only()).await;
     let removed = h
         .fake
         .insert(existing(CHAT_MESSAGES, "created,updated", 4000));
+    h.fake.remove(&removed);
     let reaction =
         lifecycle::react_now(&h.ctx, &lifecycle_item(&removed, "subscriptionRemoved")).await;
     let Reaction::Reconciled(report) = reaction else {
         panic!("expected a reconcile, got {reaction:?}");
     };
-    assert_eq!(report.count(Action::Recreated), 1, "{:#?}", report.actions);
-    assert_eq!(
-        report.actions[0].previous_id.as_deref(),
-        Some(removed.as_str())
-    );
+    assert_eq!(report.count(Action::Created), 1, "{:#?}", report.actions);
     let created: Value = h.requests("POST", "/v1.0/subscriptions").await[0]
         .body_json()
         .unwrap();

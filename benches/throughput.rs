@@ -11,8 +11,27 @@
 //! - breakdown: the same rich path with an archive that stores nothing, the parse alone, and
 //!   `graph::crypto::decrypt` alone, so a gap to the RSA ceiling can be attributed.
 //!
-//! `BENCH_ONLY=rich` skips the basic path; `BENCH_ONLY=profile-path` runs the no-storage rich
-//! path five more times and exits (for `perf record`). The archive goes to `$TMPDIR`.
+//! - resend: a full resend of the same batches, as a ratio of CPU to their first delivery
+//!   (`throughput/resend.rs`);
+//! - blob: the rich path against Azurite (`throughput/blob.rs`);
+//! - cold: exec -> readiness -> first rich event of the release binary, and the Key Vault
+//!   certificate load (`throughput/cold.rs`).
+//!
+//! `BENCH_ONLY=rich,resend` (any of basic, rich, resend, blob, cold) runs only those phases;
+//! `BENCH_ONLY=profile-path` runs the no-storage rich path for a while and exits (for
+//! `perf record`). The archive goes to `$TMPDIR`.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/azurite.rs"]
+mod azurite;
+#[path = "throughput/blob.rs"]
+mod blob;
+#[path = "throughput/cold.rs"]
+mod cold;
+#[path = "../tests/integration/keyvault/fake.rs"]
+mod keyvault_fake;
+#[path = "throughput/resend.rs"]
+mod resend;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +39,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use teams_notifications::archive::Archive;
 use teams_notifications::archive::fs::FsArchive;
+use teams_notifications::archive::recent::{DEFAULT_CAPACITY, RecentlyArchived};
 use teams_notifications::devtools::certificates as dev;
 use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
 use teams_notifications::devtools::simulate::{self, Scenario, Target};
@@ -66,7 +86,11 @@ async fn receiver(
     keys: CertificateStore,
     tokens: Option<Arc<TokenValidator>>,
 ) -> Receiver {
-    let archive: Arc<dyn Archive> = Arc::new(FsArchive::open(dir).await.unwrap());
+    // As the builder wires it: the filesystem behind the memory of recent names.
+    let archive: Arc<dyn Archive> = Arc::new(RecentlyArchived::new(
+        Arc::new(FsArchive::open(dir).await.unwrap()),
+        DEFAULT_CAPACITY,
+    ));
     Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),
         archive,
@@ -74,6 +98,7 @@ async fn receiver(
         tokens,
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
         payloads: None,
+        alerts: None,
     }
 }
 
@@ -244,6 +269,62 @@ fn scale() -> &'static Scale {
     })
 }
 
+/// Whether `BENCH_ONLY` (a comma-separated list of phases) selects `phase`; unset selects all.
+fn selected(phase: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == phase))
+}
+
+/// The `p`-th percentile (0..=100), nearest rank.
+fn percentile(latencies: &[Duration], p: f64) -> Duration {
+    let mut v = latencies.to_vec();
+    v.sort();
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v.get(rank.min(v.len()).saturating_sub(1))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// What the rich phases share: one key, one issuer, one validator.
+struct Rich {
+    key: teams_notifications::keys::DecryptionKey,
+    issuer: LocalIssuer,
+    tokens: Vec<String>,
+    validator: Arc<TokenValidator>,
+}
+
+impl Rich {
+    fn new(rt: &tokio::runtime::Runtime) -> Rich {
+        let key = dev::self_signed("bench", 30);
+        let issuer = rt.block_on(LocalIssuer::start()).unwrap();
+        let tokens = vec![issuer.mint(&TokenSpec::v2(TENANT, APP_ID))];
+        let validator = Arc::new(TokenValidator::new(
+            issuer.authority_host(),
+            vec![APP_ID.into()],
+            vec![TENANT.into()],
+            reqwest::Client::new(),
+        ));
+        Rich {
+            key,
+            issuer,
+            tokens,
+            validator,
+        }
+    }
+
+    fn store(&self) -> Arc<CertificateStore> {
+        Arc::new(CertificateStore::from_keys(vec![
+            dev::self_signed("unused-old", 30),
+            clone_key(&self.key),
+        ]))
+    }
+
+    /// Batches of 100 (fewer in the smoke run), `total` items.
+    fn bodies(&self, total: usize) -> (Vec<Vec<u8>>, usize) {
+        let batch = 100.min(total);
+        (rich_bodies(&self.key, &self.tokens, batch, total), batch)
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -254,54 +335,96 @@ fn main() {
         "# throughput bench ({cores} cores, {})",
         std::env::consts::ARCH
     );
-
-    // BENCH_ONLY=rich skips the basic path (for profiling the rich one).
-    if std::env::var("BENCH_ONLY").is_err() {
+    if selected("basic") {
         let basic1 = rt.block_on(bench_basic(1, 5_000 / scale().divide));
         let basic100 = rt.block_on(bench_basic(100, 20_000 / scale().divide));
         println!("basic path, batch 1:   {basic1:>9.0} notifications/s");
         println!("basic path, batch 100: {basic100:>9.0} notifications/s");
     }
-
-    let key = dev::self_signed("bench", 30);
-    let issuer = rt.block_on(LocalIssuer::start()).unwrap();
-    let token = issuer.mint(&TokenSpec::v2(TENANT, APP_ID));
-    let tokens = vec![token];
-    let http = reqwest::Client::new();
-    let validator = Arc::new(TokenValidator::new(
-        issuer.authority_host(),
-        vec![APP_ID.into()],
-        vec![TENANT.into()],
-        http,
+    let rich = Rich::new(&rt);
+    // Warm the JWKS and token caches once for every phase.
+    let warm = rich_bodies(&rich.key, &rich.tokens, 1, 1);
+    let warmer = rt.block_on(receiver(
+        &archive_dir(),
+        CertificateStore::from_keys(vec![clone_key(&rich.key)]),
+        Some(rich.validator.clone()),
     ));
-
-    // Rich path, receiver direct: notifications per CPU-second.
-    let total = 4_000 / scale().divide;
-    let bodies = rich_bodies(&key, &tokens, 100, total);
-    let dir = archive_dir();
-    let keys =
-        CertificateStore::from_keys(vec![dev::self_signed("unused-old", 30), clone_key(&key)]);
-    let r = rt.block_on(receiver(&dir, keys, Some(validator.clone())));
-    // Warm the JWKS and token caches.
-    let warm = rich_bodies(&key, &tokens, 1, 1);
-    rt.block_on(r.receive(
+    rt.block_on(warmer.receive(
         Endpoint::Notifications,
         bytes::Bytes::copy_from_slice(&warm[0]),
     ))
     .unwrap();
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("profile-path") {
+        profile_path(&rt, &rich);
+        return;
+    }
+    if selected("rich") {
+        rich_path(&rt, &rich, cores);
+    }
+    if selected("resend") {
+        let (bodies, batch) = rich.bodies(2_000 / scale().divide);
+        let fs: Arc<dyn Archive> = Arc::new(rt.block_on(FsArchive::open(&archive_dir())).unwrap());
+        println!(
+            "resend, {} batches of {batch} (filesystem archive):",
+            bodies.len()
+        );
+        resend::measure(&rt, fs, &rich.store(), &rich.validator, &bodies, batch)
+            .print("filesystem");
+    }
+    if selected("blob") {
+        let (bodies, batch) = rich.bodies(2_000 / scale().divide);
+        blob::run(&rt, rich.store(), rich.validator.clone(), &bodies, batch);
+    }
+    if selected("cold") {
+        cold::run(&rt, &rich.key, &rich.issuer, &rich.tokens);
+    }
+}
+
+/// The no-storage rich path over and over (for `perf record`), about 20 s of CPU.
+fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
+    let (bodies, _) = rich.bodies(4_000 / scale().divide);
+    let discard = Receiver {
+        client_state: Some(CLIENT_STATE.to_string().into()),
+        archive: Arc::new(Discard),
+        keys: rich.store(),
+        tokens: Some(rich.validator.clone()),
+        max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+        payloads: None,
+        alerts: None,
+    };
+    for _ in 0..5 {
+        for body in &bodies {
+            rt.block_on(
+                discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// The rich path on the filesystem, its breakdown, and its HTTP latency (see the module docs).
+fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
+    let key = &rich.key;
+    let tokens = &rich.tokens;
+    // Rich path, receiver direct: notifications per CPU-second.
+    let total = 4_000 / scale().divide;
+    let (bodies, batch) = rich.bodies(total);
+    let dir = archive_dir();
+    let keys =
+        CertificateStore::from_keys(vec![dev::self_signed("unused-old", 30), clone_key(key)]);
+    let r = rt.block_on(receiver(&dir, keys, Some(rich.validator.clone())));
     let cpu0 = cpu_time();
     let wall0 = Instant::now();
     for body in &bodies {
         let receipt = rt
             .block_on(r.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
             .unwrap();
-        assert_eq!(receipt.events, 100, "{receipt:?}");
+        assert_eq!(receipt.events, batch, "{receipt:?}");
     }
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = (cpu_time() - cpu0).as_secs_f64();
     let per_core = total as f64 / cpu;
     let per_sec = total as f64 / wall;
-
     // The same path with an archive that stores nothing: what storage costs.
     let discard = Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),
@@ -310,6 +433,7 @@ fn main() {
         tokens: r.tokens.clone(),
         max_items_per_request: r.max_items_per_request,
         payloads: None,
+        alerts: None,
     };
     let cpu0 = cpu_time();
     for body in &bodies {
@@ -321,18 +445,18 @@ fn main() {
     let started = Instant::now();
     for body in &bodies {
         let c = teams_notifications::graph::notification::parse_collection(body).unwrap();
-        assert_eq!(c.value.len(), 100);
+        assert_eq!(c.value.len(), batch);
     }
     let parse_us = started.elapsed().as_secs_f64() * 1e6 / total as f64;
-    let oaep = inprocess_oaep(&key);
-    let decrypt_only = decrypt_loop(&key);
+    let oaep = inprocess_oaep(key);
+    let decrypt_only = decrypt_loop(key);
 
     let speed = openssl_speed_rsa2048();
 
     // Latency of batches of 100 over HTTP on loopback (the real server).
     let dir2 = archive_dir();
-    let keys2 = CertificateStore::from_keys(vec![clone_key(&key)]);
-    let r2 = rt.block_on(receiver(&dir2, keys2, Some(validator)));
+    let keys2 = CertificateStore::from_keys(vec![clone_key(key)]);
+    let r2 = rt.block_on(receiver(&dir2, keys2, Some(rich.validator.clone())));
     let latency = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
@@ -347,13 +471,15 @@ fn main() {
             eventhub: None,
             replay: None,
             max_invocation_bytes: 0,
+            alerts: None,
+            messages: None,
         };
         tokio::spawn(teams_notifications::functions::routes::run(
             listener,
             state,
             std::future::pending(),
         ));
-        let bodies: Vec<String> = rich_bodies(&key, &tokens, 100, latency_batches() * 100)
+        let bodies: Vec<String> = rich_bodies(key, tokens, batch, latency_batches() * batch)
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect();

@@ -90,6 +90,40 @@ param eventHubPayloadContainerUrl string = ''
 @description('Folder of the spool, where an Event Hubs batch the archive could not take on its last try is kept until the replay timer archives it (EVENTHUB_SPOOL_DIR). /home is the app\'s persistent share on Linux Consumption.')
 param eventHubSpoolDir string = '/home/data/teams-notifications/spool'
 
+@description('Emergency alerts: Teams Workflows webhook URLs (ALERT_TEAMS_WEBHOOK_URLS, comma list), stored in Key Vault. Empty = none.')
+@secure()
+param alertTeamsWebhookUrls string = ''
+
+@description('Emergency alerts: generic HTTPS webhook URLs (ALERT_WEBHOOK_URLS, comma list), stored in Key Vault. Empty = none.')
+@secure()
+param alertWebhookUrls string = ''
+
+@description('Emergency alerts: HMAC-SHA256 key of the generic webhooks\' signature (ALERT_WEBHOOK_SECRET, at least 16 characters), stored in Key Vault.')
+@secure()
+param alertWebhookSecret string = ''
+
+@description('Emergency alerts: the bot\'s conversation, `serviceUrl|conversationId` (ALERT_BOT_CONVERSATION). Empty = none.')
+param alertBotConversation string = ''
+
+@description('Emergency alerts: what raises an alert (ALERT_ON, comma list of emergencyCallEvent.callStarted, .callEnded, .rosterUpdated, .other).')
+param alertOn string = 'emergencyCallEvent.callStarted'
+
+@description('Emergency alerts: hours a failing route is retried before the alert expires (ALERT_RETRY_HOURS).')
+param alertRetryHours string = '24'
+
+@description('Deploy the Teams bot (Azure Bot with the Teams channel) that records meeting events and subscribes meetings as they start. Needs functionKey.')
+param enableBot bool = false
+
+@description('Application (client) id of the bot\'s single-tenant Entra app registration (BOT_APP_ID). Empty: the Function App\'s managed identity is the bot (UserAssignedMSI, no secret).')
+param botAppId string = ''
+
+@description('Client secret of that bot app registration (BOT_CLIENT_SECRET), stored in Key Vault. Empty with botAppId: the bot cannot call the Bot APIs (events are still recorded).')
+@secure()
+param botClientSecret string = ''
+
+@description('Minutes a meeting\'s call-event subscription outlives the meeting\'s end (MEETING_SUBSCRIPTION_GRACE_MIN).')
+param meetingSubscriptionGraceMin string = '30'
+
 @description('Log level of the handler (RUST_LOG).')
 param rustLog string = 'info'
 
@@ -181,6 +215,7 @@ module keyVault './core/security/keyvault.bicep' = {
     tags: tags
     clientStateValue: notificationClientState
     graphClientSecretValue: graphClientSecret
+    botClientSecretValue: botClientSecret
   }
 }
 
@@ -232,6 +267,31 @@ var graphSecretSetting = {
 }
 var graphSecretSettings = empty(graphClientSecret) ? {} : graphSecretSetting
 
+module alertSecrets './core/security/alert-secrets.bicep' = {
+  name: 'alert-secrets'
+  params: {
+    keyVaultName: keyVault.outputs.name
+    teamsWebhookUrls: alertTeamsWebhookUrls
+    webhookUrls: alertWebhookUrls
+    webhookSecret: alertWebhookSecret
+  }
+}
+
+// A Key Vault reference (or the value itself), only for the alert secrets that are given.
+var alertTeamsSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.teamsWebhookUrlsUri})' : alertTeamsWebhookUrls
+var alertWebhookUrlsSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.webhookUrlsUri})' : alertWebhookUrls
+var alertWebhookSecretSetting = secretsAsKeyVaultReferences ? '@Microsoft.KeyVault(SecretUri=${alertSecrets.outputs.webhookSecretUri})' : alertWebhookSecret
+var alertTeamsSettings = empty(alertTeamsWebhookUrls) ? {} : {
+  ALERT_TEAMS_WEBHOOK_URLS: alertTeamsSetting
+}
+var alertWebhookUrlsSettings = empty(alertWebhookUrls) ? {} : {
+  ALERT_WEBHOOK_URLS: alertWebhookUrlsSetting
+}
+var alertWebhookSecretSettings = empty(alertWebhookSecret) ? {} : {
+  ALERT_WEBHOOK_SECRET: alertWebhookSecretSetting
+}
+var alertSecretSettings = union(alertTeamsSettings, alertWebhookUrlsSettings, alertWebhookSecretSettings)
+
 // The configuration contract (DESIGN.md), wired to the resources above. NOTIFICATION_URL and
 // LIFECYCLE_NOTIFICATION_URL are added by the functions module, which knows the app's host name.
 var contractSettings = {
@@ -246,6 +306,9 @@ var contractSettings = {
   SUBSCRIPTIONS_FILE: subscriptionsFile
   RENEW_SCHEDULE: renewSchedule
   RENEW_WHEN_REMAINING: renewWhenRemaining
+  ALERT_BOT_CONVERSATION: alertBotConversation
+  ALERT_ON: alertOn
+  ALERT_RETRY_HOURS: alertRetryHours
   RUST_LOG: rustLog
   // One JSON object per line: what Application Insights ingests best.
   LOG_FORMAT: 'json'
@@ -273,7 +336,21 @@ var eventHubPayloadSettings = empty(eventHubPayloadContainerUrl) ? {} : {
 var replaySettings = {
   REPLAY_SCHEDULE: replaySchedule
 }
-var handlerSettings = union(contractSettings, graphSecretSettings, eventHubSettingsOn, eventHubPayloadSettings, replaySettings)
+// The Teams bot (BOT_*): the Entra app given, or the managed identity.
+var botId = !empty(botAppId) ? botAppId : identity.properties.clientId
+var botSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.botClientSecretUri})'
+var botSecretValue = secretsAsKeyVaultReferences ? botSecretReference : botClientSecret
+var botSecretSetting = {
+  BOT_CLIENT_SECRET: botSecretValue
+}
+var botSettingsOn = union({
+  BOT_APP_ID: botId
+  BOT_TENANT_ID: tenant().tenantId
+  BOT_OPENID_METADATA: 'https://login.botframework.com/v1/.well-known/openidconfiguration'
+  MEETING_SUBSCRIPTION_GRACE_MIN: meetingSubscriptionGraceMin
+}, empty(botClientSecret) ? {} : botSecretSetting)
+var botSettings = enableBot ? botSettingsOn : {}
+var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings, botSettings, eventHubSettingsOn, eventHubPayloadSettings, replaySettings)
 
 module functionApp './core/host/functions.bicep' = {
   name: 'functionapp'
@@ -302,6 +379,19 @@ module functionApp './core/host/functions.bicep' = {
   ]
 }
 
+module bot './app/bot.bicep' = if (enableBot) {
+  name: 'bot'
+  params: {
+    name: '${abbrs.botServices}${resourceToken}'
+    tags: tags
+    functionAppHostName: functionApp.outputs.defaultHostName
+    functionKey: functionKey
+    botAppId: botId
+    botAppType: !empty(botAppId) ? 'SingleTenant' : 'UserAssignedMSI'
+    identityResourceId: identity.id
+  }
+}
+
 // Outputs (upper case: azd stores them in the environment). No secret is output: the URLs are
 // given without the `?code=` key.
 output AZURE_LOCATION string = location
@@ -321,3 +411,5 @@ output NOTIFICATION_URL string = functionApp.outputs.notificationUrl
 output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotificationUrl
 output HOSTING_PLAN string = hostingPlan
 output EVENTHUB_NOTIFICATION_URL string = eventHubNotificationUrl
+output BOT_APP_ID string = enableBot ? botId : ''
+

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+mod alerts;
+pub use alerts::{AlertTrigger, AlertsConfig, BotConversation, WebhookUrl};
+
 /// Default notification body limit: 4 MiB (Graph batches are far smaller; this bounds memory).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// Port used when the Functions host does not set `FUNCTIONS_CUSTOMHANDLER_PORT`.
@@ -107,6 +110,8 @@ pub struct Config {
     pub authority_host: String,
     /// `MAX_BODY_BYTES`: the largest notification body accepted.
     pub max_body_bytes: u64,
+    /// The Teams bot; `None` when `BOT_APP_ID` is unset (the messaging endpoint refuses all).
+    pub bot: Option<BotConfig>,
     /// `SSL_CERT_FILE`: extra CA certificates outbound TLS trusts (beside the system roots).
     pub ssl_cert_file: Option<PathBuf>,
     /// `RENEW_WHEN_REMAINING` and the reconcile's other tuning.
@@ -115,6 +120,8 @@ pub struct Config {
     pub limits: Limits,
     /// Event Hubs delivery.
     pub event_hub: EventHubConfig,
+    /// The `ALERT_*` settings: emergency-call alert routes.
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -157,6 +164,8 @@ impl Config {
             graph_endpoint,
             authority_host,
             max_body_bytes,
+            alerts: AlertsConfig::read(&|name| setting(lookup, name))?,
+            bot: BotConfig::from_lookup(lookup)?,
             ssl_cert_file: setting(lookup, "SSL_CERT_FILE").map(PathBuf::from),
             reconcile: ReconcileOptions::from_lookup(|name| setting(lookup, name))?,
             limits: Limits::from_lookup(|name| setting(lookup, name))?,
@@ -473,6 +482,61 @@ fn parse_local_certificate(entry: &str) -> Result<LocalCertificate, ConfigError>
     })
 }
 
+/// Where the Bot Connector publishes its signing keys (`BOT_OPENID_METADATA` overrides it).
+pub const DEFAULT_BOT_OPENID_METADATA: &str =
+    "https://login.botframework.com/v1/.well-known/openidconfiguration";
+
+/// Default `MEETING_SUBSCRIPTION_GRACE_MIN`.
+pub const DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN: u64 = 30;
+
+/// The Teams bot's settings.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// `BOT_APP_ID`: the bot's Entra app (the audience of the Bot Connector's tokens; the
+    /// identity of its outbound calls).
+    pub app_id: String,
+    /// `BOT_TENANT_ID`: the single-tenant bot's tenant (Entra-issued tokens of it are accepted;
+    /// the outbound token is asked from it).
+    pub tenant_id: Option<String>,
+    /// `BOT_CLIENT_SECRET`: optional; without it the bot's outbound token comes from the managed
+    /// identity whose client id is `BOT_APP_ID`.
+    pub client_secret: Option<SecretString>,
+    /// `BOT_OPENID_METADATA`: where the Bot Connector's signing keys are published.
+    pub openid_metadata: String,
+    /// `BOT_SERVICE_URL_HOSTS` (comma list): replaces the Bot Framework hosts the bot may call
+    /// (tests, new clouds); `None` keeps the default list.
+    pub service_url_hosts: Option<Vec<String>>,
+    /// `MEETING_SUBSCRIPTION_GRACE_MIN`: how long a meeting's call-event subscription outlives
+    /// the meeting's end.
+    pub meeting_grace: std::time::Duration,
+}
+
+impl BotConfig {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let get = |name: &str| setting(lookup, name);
+        let grace = match get("MEETING_SUBSCRIPTION_GRACE_MIN") {
+            Some(v) => v.parse::<u64>().ok().ok_or_else(|| ConfigError {
+                name: "MEETING_SUBSCRIPTION_GRACE_MIN",
+                reason: format!("not a whole number of minutes: {v:?}"),
+            })?,
+            None => DEFAULT_MEETING_SUBSCRIPTION_GRACE_MIN,
+        };
+        let Some(app_id) = get("BOT_APP_ID") else {
+            return Ok(None);
+        };
+        let hosts = setting_list(lookup, "BOT_SERVICE_URL_HOSTS");
+        Ok(Some(BotConfig {
+            app_id,
+            tenant_id: get("BOT_TENANT_ID"),
+            client_secret: get("BOT_CLIENT_SECRET").map(SecretString::from),
+            openid_metadata: get("BOT_OPENID_METADATA")
+                .unwrap_or_else(|| DEFAULT_BOT_OPENID_METADATA.into()),
+            service_url_hosts: (!hosts.is_empty()).then_some(hosts),
+            meeting_grace: std::time::Duration::from_secs(grace * 60),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,6 +618,35 @@ mod tests {
             matches!(c.archive, ArchiveConfig::BlobConnectionString { ref container, .. } if container == "teams-notifications")
         );
         assert_eq!(c.graph_endpoint, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn bot_settings_parse_with_defaults() {
+        assert!(config(&[]).unwrap().bot.is_none());
+        let c = config(&[
+            ("BOT_APP_ID", "bot"),
+            ("BOT_SERVICE_URL_HOSTS", "http://127.0.0.1:9, *.example.org"),
+        ])
+        .unwrap();
+        let bot = c.bot.unwrap();
+        assert_eq!(
+            bot.openid_metadata,
+            "https://login.botframework.com/v1/.well-known/openidconfiguration"
+        );
+        assert_eq!(bot.meeting_grace, std::time::Duration::from_secs(30 * 60));
+        assert_eq!(
+            bot.service_url_hosts.unwrap(),
+            ["http://127.0.0.1:9", "*.example.org"]
+        );
+        assert_eq!(
+            config(&[
+                ("BOT_APP_ID", "b"),
+                ("MEETING_SUBSCRIPTION_GRACE_MIN", "-1")
+            ])
+            .unwrap_err()
+            .name,
+            "MEETING_SUBSCRIPTION_GRACE_MIN"
+        );
     }
 
     #[test]

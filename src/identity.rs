@@ -1,13 +1,24 @@
-//! The app's identity towards Entra ID: one [`TokenCredential`] for Graph, Key Vault and Blob.
+//! The app's identities towards Entra ID: a [`TokenCredential`] per [`Audience`].
 //!
-//! Which credential, in order:
-//! 1. `GRAPH_CLIENT_SECRET` set: a client secret for the first `GRAPH_TENANT_ID` /
-//!    `GRAPH_CLIENT_ID` (local runs, CI, apps that cannot use managed identity);
-//! 2. `AZURE_FEDERATED_TOKEN_FILE` set: workload identity (Kubernetes), client id from
-//!    `AZURE_CLIENT_ID` (else `GRAPH_CLIENT_ID`), tenant from `GRAPH_TENANT_ID` (else
-//!    `AZURE_TENANT_ID`);
-//! 3. otherwise managed identity: the Functions / App Service endpoint (`IDENTITY_ENDPOINT` +
-//!    `IDENTITY_HEADER`), user-assigned when `AZURE_CLIENT_ID` is set, else system-assigned.
+//! Two audiences, because the roles live on two principals: `infra/` grants Key Vault and
+//! Storage roles to the Function App's managed identity, while Graph's application permissions
+//! belong to the app registration (`GRAPH_CLIENT_ID`).
+//! - [`Audience::AzureResources`] (Key Vault, Blob): workload identity when
+//!   `AZURE_FEDERATED_TOKEN_FILE` is set, else managed identity. `GRAPH_CLIENT_SECRET` is never
+//!   used here: the app registration holds no Azure roles.
+//! - [`Audience::Graph`] (subscriptions): the client secret when `GRAPH_CLIENT_SECRET` is set
+//!   (option A of the deployment guide), else the same credential as Azure resources (option B:
+//!   the managed identity itself holds the Graph permissions).
+//!
+//! The builder makes one credential object when both audiences resolve to the same kind, so its
+//! token cache is shared.
+//!
+//! Each kind's settings:
+//! - client secret: the first `GRAPH_TENANT_ID` / `GRAPH_CLIENT_ID`;
+//! - workload identity (Kubernetes): client id from `AZURE_CLIENT_ID` (else `GRAPH_CLIENT_ID`),
+//!   tenant from `GRAPH_TENANT_ID` (else `AZURE_TENANT_ID`);
+//! - managed identity: the Functions / App Service endpoint (`IDENTITY_ENDPOINT` +
+//!   `IDENTITY_HEADER`), user-assigned when `AZURE_CLIENT_ID` is set, else system-assigned.
 //!
 //! `AUTHORITY_HOST` is given to azure_identity as a custom cloud configuration
 //! (`ClientOptions::cloud`), which is how azure_identity 1.x takes the authority; the
@@ -30,7 +41,7 @@ use azure_identity::{
 };
 use secrecy::ExposeSecret;
 
-use crate::config::Config;
+use crate::config::{BotConfig, Config};
 
 /// Why no credential could be built. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +60,16 @@ pub enum IdentityError {
     },
 }
 
-/// Which kind of credential [`credential_with`] picked (for logs and `handler subscriptions`).
+/// Who a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Microsoft Graph (the subscriptions API).
+    Graph,
+    /// Azure resources: Key Vault and Blob Storage.
+    AzureResources,
+}
+
+/// Which kind of credential [`credential_for`] picked (for logs and `handler subscriptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     ClientSecret,
@@ -67,15 +87,26 @@ impl CredentialKind {
     }
 }
 
-/// The credential the configuration and the environment (read through `env`) call for, sending
-/// its requests through `http` (the builder's one client).
-pub fn credential_with(
+/// The kind of credential `audience` gets under `config` and the environment (read through `env`).
+pub fn kind_for(
+    audience: Audience,
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> CredentialKind {
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    choose(audience, config, &env)
+}
+
+/// The credential for `audience` that the configuration and the environment (read through
+/// `env`) call for, sending its requests through `http` (the builder's one client).
+pub fn credential_for(
+    audience: Audience,
     config: &Config,
     env: impl Fn(&str) -> Option<String>,
     http: reqwest::Client,
 ) -> Result<(Arc<dyn TokenCredential>, CredentialKind), IdentityError> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    let kind = choose(config, &env);
+    let kind = choose(audience, config, &env);
     let credential: Arc<dyn TokenCredential> = match kind {
         CredentialKind::ClientSecret => {
             const NAME: &str = "ClientSecretCredential";
@@ -138,12 +169,56 @@ pub fn credential_with(
             ManagedIdentityCredential::new(Some(options)).map_err(|e| invalid(NAME, e))?
         }
     };
-    tracing::debug!(credential = kind.as_str(), authority = %config.authority_host, "credential ready");
+    tracing::debug!(credential = kind.as_str(), audience = ?audience, authority = %config.authority_host, "credential ready");
     Ok((credential, kind))
 }
 
-fn choose(config: &Config, env: &impl Fn(&str) -> Option<String>) -> CredentialKind {
-    if config.client_secret.is_some() {
+/// The Teams bot's own identity for the Bot APIs and the Bot Connector: a client secret for
+/// `BOT_APP_ID` in `BOT_TENANT_ID` (single-tenant) when `BOT_CLIENT_SECRET` is set, else the
+/// managed identity whose client id is `BOT_APP_ID` (an Azure Bot of type UserAssignedMSI).
+pub fn bot_credential(
+    config: &Config,
+    bot: &BotConfig,
+    http: reqwest::Client,
+) -> Result<Arc<dyn TokenCredential>, IdentityError> {
+    let options = client_options(config, &http);
+    match &bot.client_secret {
+        Some(secret) => {
+            const NAME: &str = "ClientSecretCredential (bot)";
+            let tenant = bot.tenant_id.as_deref().ok_or(IdentityError::Missing {
+                credential: NAME,
+                setting: "BOT_TENANT_ID",
+            })?;
+            let credential: Arc<dyn TokenCredential> = ClientSecretCredential::new(
+                tenant,
+                bot.app_id.clone(),
+                Secret::new(secret.expose_secret().to_string()),
+                Some(ClientSecretCredentialOptions {
+                    client_options: options,
+                }),
+            )
+            .map_err(|e| invalid(NAME, e))?;
+            Ok(credential)
+        }
+        None => {
+            const NAME: &str = "ManagedIdentityCredential (bot)";
+            let credential: Arc<dyn TokenCredential> =
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: Some(UserAssignedId::ClientId(bot.app_id.clone())),
+                    client_options: options,
+                }))
+                .map_err(|e| invalid(NAME, e))?;
+            Ok(credential)
+        }
+    }
+}
+
+fn choose(
+    audience: Audience,
+    config: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> CredentialKind {
+    if audience == Audience::Graph && config.client_secret.is_some() {
         CredentialKind::ClientSecret
     } else if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
         CredentialKind::WorkloadIdentity
@@ -185,12 +260,36 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        credential_with(
+        credential_for(
+            Audience::Graph,
             &config(pairs),
             |k| env.get(k).cloned(),
             reqwest::Client::new(),
         )
         .map(|(_, kind)| kind)
+    }
+
+    #[test]
+    fn azure_resources_never_use_the_graph_client_secret() {
+        let app = config(&[
+            ("GRAPH_TENANT_ID", TENANT),
+            ("GRAPH_CLIENT_ID", "app"),
+            ("GRAPH_CLIENT_SECRET", "s3cret"),
+        ]);
+        let uami = |k: &str| (k == "AZURE_CLIENT_ID").then(|| "uami".to_string());
+        assert_eq!(
+            kind_for(Audience::AzureResources, &app, uami),
+            CredentialKind::ManagedIdentity
+        );
+        assert_eq!(
+            kind_for(Audience::Graph, &app, uami),
+            CredentialKind::ClientSecret
+        );
+        let no_secret = config(&[("GRAPH_TENANT_ID", TENANT)]);
+        assert_eq!(
+            kind_for(Audience::Graph, &no_secret, uami),
+            kind_for(Audience::AzureResources, &no_secret, uami)
+        );
     }
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";

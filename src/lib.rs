@@ -4,11 +4,13 @@
 //! The codemap (where is the thing that does X), the invariants and the table of Graph's rules
 //! are in ARCHITECTURE.md. Dependencies point one way:
 //! [`config`] -> [`http`], [`identity`] -> [`graph`], [`keys`], [`archive`] -> [`receiver`],
-//! [`renewer`] -> [`functions`] (the host adapters) -> [`startup`] (the one builder) -> `main`,
+//! [`renewer`], [`meetings`] (with [`bot`] and [`jwks`]) -> [`functions`] (the host adapters) -> [`startup`] (the one builder) -> `main`,
 //! [`cli`]. [`ops`] and [`devtools`] serve the operator's commands, the demo and the tests.
 //! [`logging`] (escaped outside values, text or JSON lines) is used by all of them.
 
+pub mod alerts;
 pub mod archive;
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod devtools;
@@ -17,8 +19,10 @@ pub mod functions;
 pub mod graph;
 pub mod http;
 pub mod identity;
+pub mod jwks;
 pub mod keys;
 pub mod logging;
+pub mod meetings;
 pub mod ops;
 pub mod receiver;
 pub mod renewer;

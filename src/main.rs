@@ -42,12 +42,22 @@ enum Command {
     },
     /// Re-process quarantined and raw items with the configured keys (idempotent).
     Replay,
+    /// Emergency alerts: pending, delivered and expired per route, with latencies.
+    Alerts {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test card to every alert route and print what each answered.
+    AlertTest,
     /// Summarise what the archive holds.
     Report {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
+    /// Who attended which meeting, when, for how long, who waited in the lobby.
+    Attendance(cli::attendance::AttendanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,7 +95,10 @@ fn main() -> ExitCode {
             }
             Command::Decrypt { file } => cli::decrypt::run(&file, &Config::from_env()?).await,
             Command::Replay => cli::archive_ops::replay(&Config::from_env()?).await,
+            Command::Alerts { json } => cli::alerts::status(&Config::from_env()?, json).await,
+            Command::AlertTest => cli::alerts::test(&Config::from_env()?).await,
             Command::Report { json } => cli::archive_ops::report(&Config::from_env()?, json).await,
+            Command::Attendance(args) => cli::attendance::run(args, &Config::from_env()?).await,
         }
     });
     // The drain is over (or the command is done): work still on the blocking pool (a

@@ -1,4 +1,5 @@
-//! The Key Vault source with the REAL `azure_identity::ManagedIdentityCredential`, as on Azure
+//! Tests with the REAL `azure_identity::ManagedIdentityCredential`: the Key Vault source, and the
+//! start-up cases of `keyvault_identity/startup.rs` through the production builder. As on Azure
 //! Functions: the App Service managed-identity protocol (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
 //! answered by a FAKE identity endpoint on loopback, then the FAKE Key Vault of the integration
 //! tests (neither service can run here).
@@ -11,6 +12,8 @@
 
 #[path = "integration/keyvault/fake.rs"]
 mod fake;
+#[path = "keyvault_identity/startup.rs"]
+mod startup;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,31 +26,39 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use teams_notifications::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
 
-const TEST_NAME: &str = "keyvault_managed_identity_token_reaches_the_vault";
 const NAME: &str = "graph-notifications";
+const TESTS: [&str; 3] = [
+    "keyvault_managed_identity_token_reaches_the_vault",
+    "startup_client_secret_for_graph_managed_identity_for_key_vault_and_blob",
+    "startup_no_certificate_yet_then_one_appears",
+];
+
+/// The fake managed-identity endpoint, shared by every test of this binary.
+pub struct Identity {
+    pub token: String,
+    pub header: String,
+    pub requests: Arc<Mutex<Vec<TokenRequest>>>,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
+        for t in TESTS {
+            println!("{t}: test");
+        }
         return;
     }
-    if !selected(&args) {
-        println!(
-            "\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out\n"
-        );
-        return;
-    }
+    let chosen: Vec<&str> = TESTS.into_iter().filter(|t| selected(t, &args)).collect();
 
     // Bind first so the endpoint's port is known; no thread has started yet.
-    let identity = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let identity_header = random_hex(16);
     // SAFETY: single-threaded here: no runtime, no test harness, nothing else reads the
     // environment concurrently.
     unsafe {
         std::env::set_var(
             "IDENTITY_ENDPOINT",
-            format!("http://{}/msi/token", identity.local_addr().unwrap()),
+            format!("http://{}/msi/token", listener.local_addr().unwrap()),
         );
         std::env::set_var("IDENTITY_HEADER", &identity_header);
         // Whatever the machine has, the credential must choose App Service.
@@ -61,24 +72,53 @@ fn main() {
         }
     }
 
-    println!("\nrunning 1 test");
+    println!("\nrunning {} tests", chosen.len());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(managed_identity_token_reaches_the_vault(
-            identity,
-            identity_header,
-        ))
-    }));
-    match outcome {
-        Ok(()) => println!(
-            "test {TEST_NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n"
-        ),
-        Err(_) => {
-            println!(
-                "test {TEST_NAME} ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n"
-            );
-            std::process::exit(101);
+    let token = format!("mi-{}", random_hex(12));
+    let identity = runtime.block_on(async {
+        Identity {
+            requests: serve_identity_endpoint(listener, identity_header.clone(), token.clone()),
+            token,
+            header: identity_header,
         }
+    });
+    let (mut passed, mut failed) = (0, 0);
+    for name in &chosen {
+        identity.requests.lock().unwrap().clear();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                match *name {
+                    "keyvault_managed_identity_token_reaches_the_vault" => {
+                        managed_identity_token_reaches_the_vault(&identity).await
+                    }
+                    "startup_client_secret_for_graph_managed_identity_for_key_vault_and_blob" => {
+                        startup::client_secret_for_graph_managed_identity_for_key_vault_and_blob(
+                            &identity,
+                        )
+                        .await
+                    }
+                    _ => startup::no_certificate_yet_then_one_appears(&identity).await,
+                }
+            })
+        }));
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let filtered = TESTS.len() - chosen.len();
+    let result = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n"
+    );
+    if failed > 0 {
+        std::process::exit(101);
     }
 }
 
@@ -89,7 +129,7 @@ fn random_hex(n: usize) -> String {
 }
 
 /// libtest's selection: no name filter, or one the test name contains (`--exact`: equals).
-fn selected(args: &[String]) -> bool {
+fn selected(test_name: &str, args: &[String]) -> bool {
     const TAKES_VALUE: [&str; 7] = [
         "--test-threads",
         "--skip",
@@ -121,9 +161,9 @@ fn selected(args: &[String]) -> bool {
     }
     let matches = |f: &str| {
         if exact {
-            TEST_NAME == f
+            test_name == f
         } else {
-            TEST_NAME.contains(f)
+            test_name.contains(f)
         }
     };
     (filters.is_empty() || filters.iter().any(|f| matches(f))) && !skips.iter().any(|s| matches(s))
@@ -131,18 +171,16 @@ fn selected(args: &[String]) -> bool {
 
 /// What the fake identity endpoint was asked.
 #[derive(Debug, Clone)]
-struct TokenRequest {
+pub struct TokenRequest {
     path: String,
-    query: HashMap<String, String>,
+    pub query: HashMap<String, String>,
     identity_header: Option<String>,
 }
 
-async fn managed_identity_token_reaches_the_vault(
-    identity: std::net::TcpListener,
-    identity_header: String,
-) {
-    let token = format!("mi-{}", random_hex(12));
-    let token_requests = serve_identity_endpoint(identity, identity_header.clone(), token.clone());
+async fn managed_identity_token_reaches_the_vault(identity: &Identity) {
+    let token = identity.token.clone();
+    let token_requests = identity.requests.clone();
+    let identity_header = identity.header.clone();
 
     let ca = TestCa::generate();
     let vault = FakeVault::start(&ca, &token).await;

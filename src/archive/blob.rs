@@ -26,14 +26,15 @@ use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
-    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, StatusCode, Url,
+    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, StatusCode, Transport,
+    Url,
 };
 use azure_storage_blob::models::{
     BlobClientUploadOptions, BlobContainerClientListBlobsOptions, StorageErrorCode,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use bytes::Bytes;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::connection_string::{ConnectionString, StorageAuth};
@@ -56,6 +57,11 @@ fn retry_options() -> RetryOptions {
     })
 }
 
+/// Uploads (or `HEAD`s) in flight for one request. A rich batch of 100 is 101 objects; one
+/// connection per upload in flight. Measured against Azurite (BENCHMARKS.md, "The Blob path"):
+/// CHOSEN_BELOW
+pub const UPLOADS_PER_REQUEST: usize = 16;
+
 /// Objects up to this size are written with a single `Put Blob`; notification bodies are capped
 /// far below it (`MAX_BODY_BYTES`, 4 MiB by default).
 const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap();
@@ -63,11 +69,13 @@ const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap()
 /// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
 pub struct BlobArchive {
     /// The container client; blob clients are derived per request.
-    container: BlobContainerClient,
+    pub(super) container: BlobContainerClient,
     /// The container URL without query, for people and logs.
     location: String,
     /// `maxresults` of a listing page; `None` = the service default (5000).
     list_page_size: Option<NonZeroU32>,
+    /// Uploads in flight per request ([`UPLOADS_PER_REQUEST`] unless a benchmark sets it).
+    uploads_in_flight: usize,
 }
 
 impl BlobArchive {
@@ -78,14 +86,26 @@ impl BlobArchive {
         connection_string: &SecretString,
         container: &str,
     ) -> Result<Self, ArchiveError> {
+        Self::from_connection_string_with(connection_string, container, None).await
+    }
+
+    /// [`BlobArchive::from_connection_string`], sending through `transport` (the app's one HTTP
+    /// client, so Blob shares its connection pool and trusted roots) instead of a client of its
+    /// own.
+    pub async fn from_connection_string_with(
+        connection_string: &SecretString,
+        container: &str,
+        transport: Option<Transport>,
+    ) -> Result<Self, ArchiveError> {
         let parsed = ConnectionString::parse(connection_string.expose_secret())?;
         let url = container_url(&parsed.blob_endpoint, container)?;
         let sas = match parsed.auth {
             StorageAuth::AccountKey(key) => SasPolicy::signed(key, url.scheme() == "https"),
             StorageAuth::Sas(token) => SasPolicy::fixed(&token),
         };
-        let client = BlobContainerClient::new(url, None, Some(client_options(Some(sas))))
-            .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+        let client =
+            BlobContainerClient::new(url, None, Some(client_options(Some(sas), transport)))
+                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
         Self::open(client).await
     }
 
@@ -97,6 +117,7 @@ impl BlobArchive {
         account_url: &str,
         container: &str,
         credential: Arc<dyn TokenCredential>,
+        transport: Option<Transport>,
     ) -> Result<Self, ArchiveError> {
         let endpoint = Url::parse(account_url.trim())
             .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
@@ -115,14 +136,21 @@ impl BlobArchive {
             ));
         }
         let url = container_url(&endpoint, container)?;
-        let client = BlobContainerClient::new(url, Some(credential), Some(client_options(None)))
-            .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+        let client =
+            BlobContainerClient::new(url, Some(credential), Some(client_options(None, transport)))
+                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
         Self::open(client).await
     }
 
     /// Lists in pages of `size` blobs instead of the service default (5000).
     pub fn with_list_page_size(mut self, size: NonZeroU32) -> Self {
         self.list_page_size = Some(size);
+        self
+    }
+
+    /// At most `n` (at least 1) uploads or `HEAD`s in flight per request.
+    pub fn with_uploads_in_flight(mut self, n: usize) -> Self {
+        self.uploads_in_flight = n.max(1);
         self
     }
 
@@ -133,6 +161,7 @@ impl BlobArchive {
             container,
             location: location.to_string(),
             list_page_size: None,
+            uploads_in_flight: UPLOADS_PER_REQUEST,
         };
         archive.create_container_if_missing().await?;
         tracing::info!(location = %archive.location, "blob archive ready");
@@ -148,6 +177,21 @@ impl BlobArchive {
                 reason: format!("cannot create or open the container: {}", reason(&e)),
             }),
         }
+    }
+
+    async fn exists(&self, name: &ObjectName) -> Result<bool, ArchiveError> {
+        self.container
+            .blob_client(name.as_str())
+            .exists()
+            .await
+            .map_err(|e| ArchiveError::Backend {
+                name: name.to_string(),
+                reason: reason(&e),
+            })
+    }
+
+    async fn put_owned(&self, name: ObjectName, body: Bytes) -> Result<Written, ArchiveError> {
+        self.put_if_absent(&name, body).await
     }
 
     async fn upload(&self, name: &ObjectName, body: Bytes) -> azure_core::Result<()> {
@@ -191,6 +235,30 @@ impl Archive for BlobArchive {
                 reason: reason(&e),
             }),
         }
+    }
+
+    /// One `Get Blob Properties` (`HEAD`) per name, at most `uploads_in_flight` at a time.
+    async fn exist_all(&self, names: &[ObjectName]) -> Result<Vec<bool>, ArchiveError> {
+        let checks: Vec<_> = names.iter().map(|name| self.exists(name)).collect();
+        futures::stream::iter(checks)
+            .buffered(self.uploads_in_flight)
+            .try_collect()
+            .await
+    }
+
+    /// A request's objects, at most `uploads_in_flight` uploads at a time.
+    async fn put_all_if_absent(
+        &self,
+        objects: Vec<(ObjectName, Bytes)>,
+    ) -> Result<Vec<Written>, ArchiveError> {
+        let puts: Vec<_> = objects
+            .into_iter()
+            .map(|(name, body)| self.put_owned(name, body))
+            .collect();
+        futures::stream::iter(puts)
+            .buffered(self.uploads_in_flight)
+            .try_collect()
+            .await
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError> {
@@ -272,7 +340,10 @@ fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
     Ok(url)
 }
 
-pub(crate) fn client_options(sas: Option<SasPolicy>) -> BlobContainerClientOptions {
+pub(crate) fn client_options(
+    sas: Option<SasPolicy>,
+    transport: Option<Transport>,
+) -> BlobContainerClientOptions {
     let mut per_call_policies: Vec<Arc<dyn Policy>> = Vec::new();
     if let Some(sas) = sas {
         per_call_policies.push(Arc::new(sas));
@@ -282,6 +353,7 @@ pub(crate) fn client_options(sas: Option<SasPolicy>) -> BlobContainerClientOptio
             per_call_policies,
             per_try_policies: vec![Arc::new(TryTimeout(TRY_TIMEOUT))],
             retry: retry_options(),
+            transport,
             ..Default::default()
         },
         ..Default::default()
@@ -310,7 +382,7 @@ impl Policy for TryTimeout {
     }
 }
 
-fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
+pub(super) fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == code.as_ref())
 }
 
@@ -409,9 +481,13 @@ mod tests {
             ),
             ("not a url", "is not a URL"),
         ] {
-            let result =
-                BlobArchive::from_account_url_with_credential(url, "archive", Arc::new(NoToken))
-                    .await;
+            let result = BlobArchive::from_account_url_with_credential(
+                url,
+                "archive",
+                Arc::new(NoToken),
+                None,
+            )
+            .await;
             match result {
                 Err(ArchiveError::Config(m)) => assert!(m.contains(expected), "{url}: {m}"),
                 Err(other) => panic!("{url}: {other}"),

@@ -259,6 +259,26 @@ impl Archive for FsArchive {
             })
     }
 
+    async fn exist_all(&self, names: &[ObjectName]) -> Result<Vec<bool>, ArchiveError> {
+        let paths: Vec<PathBuf> = names.iter().map(|n| self.path_of(n)).collect();
+        let first = names.first().map(ToString::to_string).unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| p.try_exists())
+                .collect::<std::io::Result<Vec<bool>>>()
+        })
+        .await
+        .map_err(|e| ArchiveError::Backend {
+            name: first.clone(),
+            reason: e.to_string(),
+        })?
+        .map_err(|source| ArchiveError::Io {
+            name: first,
+            source,
+        })
+    }
+
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError> {
         match tokio::fs::read(self.path_of(name)).await {
             Ok(b) => Ok(Some(Bytes::from(b))),

@@ -4,10 +4,15 @@
 //! [`blob::BlobArchive`] (Azure Blob Storage through the official `azure_storage_blob` crate).
 //! Every write is create-if-absent under a content-addressed name ([`ObjectName`]), so Graph's
 //! resends of the same notification are one object, and "already exists" counts as success.
+//! Both backends also hold [`lease::LeaseStore`] leases (one renewer at a time across instances).
 
 pub mod blob;
+mod blob_lease;
 pub mod connection_string;
 pub mod fs;
+mod fs_lease;
+pub mod lease;
+pub mod recent;
 pub mod records;
 pub mod sas;
 
@@ -28,16 +33,24 @@ pub enum Kind {
     Rejected,
     /// Resync markers written after a `missed` lifecycle notification.
     Resync,
+    /// The alert outbox: one record per alerting event, written with the event, and the
+    /// per-route attempts and deliveries (see `alerts::outbox`).
+    Alerts,
+    /// Meetings seen starting and ending (the Teams bot's events): the desired state of the
+    /// meetings' call-event subscriptions, shared by every instance.
+    Meetings,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Raw,
         Kind::Events,
         Kind::Quarantine,
         Kind::Lifecycle,
         Kind::Rejected,
         Kind::Resync,
+        Kind::Alerts,
+        Kind::Meetings,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -48,6 +61,8 @@ impl Kind {
             Kind::Lifecycle => "lifecycle",
             Kind::Rejected => "rejected",
             Kind::Resync => "resync",
+            Kind::Alerts => "alerts",
+            Kind::Meetings => "meetings",
         }
     }
 }
@@ -178,6 +193,15 @@ pub trait Archive: Send + Sync {
         .await
         .into_iter()
         .collect()
+    }
+    /// Which of `names` exist, one answer per name in order: lets a resend skip its work.
+    /// The default reads each object; backends answer from metadata (a stat, a `HEAD`).
+    async fn exist_all(&self, names: &[ObjectName]) -> Result<Vec<bool>, ArchiveError> {
+        futures::future::join_all(names.iter().map(|name| self.get(name)))
+            .await
+            .into_iter()
+            .map(|got| got.map(|body| body.is_some()))
+            .collect()
     }
     /// Reads an object; `Ok(None)` when it does not exist.
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError>;

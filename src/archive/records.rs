@@ -130,6 +130,79 @@ pub struct LifecycleRecord {
     pub notification: ChangeNotification,
 }
 
+/// A Teams bot event or a Bot API answer about one (the messaging endpoint's records), under
+/// `events/{yyyy}/{mm}/{dd}/bot/{sha256}.json`: the date is the activity's `timestamp`, the hash
+/// is that of the canonical bytes of `activity` (so a redelivery is the same object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotEventRecord {
+    pub received_at: String,
+    /// Always `bot`.
+    pub source: String,
+    /// `meetingStart`, `meetingEnd`, `meetingParticipantJoin`, `meetingParticipantLeave`, or the
+    /// enrichment answers `meetingDetails` and `participantDetails`.
+    pub event_kind: String,
+    /// `channelData.meeting.id` (else the event's `value.Id`; empty when neither is given).
+    pub meeting_id: String,
+    /// `value.JoinUrl` of start/end, or the meeting details' `details.joinUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The activity's `timestamp` (for enrichment answers: that of the event that caused them).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// One line for people.
+    pub summary: String,
+    /// The activity as received; for `meetingDetails`/`participantDetails` the Bot API's answer.
+    pub activity: Value,
+}
+
+/// The `source` of every [`BotEventRecord`].
+pub const BOT_SOURCE: &str = "bot";
+
+/// A messaging-endpoint request whose token failed: evidence, never an event. Under
+/// `rejected/{yyyy}/{mm}/{dd}/bot/{sha256}.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedBotRecord {
+    pub received_at: String,
+    pub reason: String,
+    /// Stable code of the reason (`noHeader`, `wrongIssuer`, `serviceUrlMismatch`, ...).
+    pub reason_code: String,
+    /// The activity, when it was JSON and small enough to keep whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Value>,
+    /// Otherwise its first bytes (lossy UTF-8), and its full size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_body: Option<String>,
+    pub body_bytes: usize,
+}
+
+/// The name of a bot record under `kind`: the `bot` partition of `date`, the hash of `canonical`.
+pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> ObjectName {
+    ObjectName::new(kind, date, BOT_SOURCE, &sha256_hex(canonical))
+}
+
+/// A meeting seen starting or ending by the Teams bot, under
+/// `meetings/{yyyy}/{mm}/{dd}/{meeting}/{sha256}.json` (date of the event, `meeting` the hash of
+/// its join URL or id, hash of the activity): the renewer's desired state for meeting call-event
+/// subscriptions. Append-only, like the rest of the archive: a meeting's state is its latest
+/// start and end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingStateRecord {
+    pub recorded_at: String,
+    /// `start` or `end`.
+    pub action: String,
+    /// When it happened: the activity's `timestamp` (RFC 3339).
+    pub at: String,
+    pub meeting_id: String,
+    /// The raw join URL (`value.JoinUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+}
+
 /// SHA-256, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(bytes))

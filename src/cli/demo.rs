@@ -2,10 +2,11 @@
 //!
 //! It makes a fresh development certificate, starts a local token issuer whose keys the handler
 //! trusts (in place of Entra ID), starts the real handler on a loopback port with a filesystem
-//! archive, and plays Graph's side over HTTP: a meeting (call started, participants join, wait in
-//! the lobby, are admitted, chat, leave, call ended), an emergency call, a chat, a basic
+//! archive, and plays Graph's side over HTTP: a meeting (call started, participants join, one waits in
+//! the lobby and is admitted, chat, one leaves and rejoins, one is removed, call ended), an emergency call, a chat, a basic
 //! notification and a lifecycle notification; then a resend and four forgeries. Finally it
-//! prints what was verified, decrypted and archived, and where.
+//! prints what was verified, decrypted and archived, and where, and writes the meeting's
+//! attendance page (`handler attendance --format html`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct DemoOutcome {
     pub archive: Arc<dyn Archive>,
     pub archive_dir: PathBuf,
     pub report: crate::ops::report::Report,
+    /// The attendance page (`handler attendance --format html`) of the demo's meeting.
+    pub attendance_page: PathBuf,
 }
 
 pub async fn run(workdir: &Path) -> anyhow::Result<DemoOutcome> {
@@ -240,11 +243,33 @@ pub async fn run(workdir: &Path) -> anyhow::Result<DemoOutcome> {
         archive.location(),
         archive_dir.display()
     );
+    let attendance_page = write_attendance_page(&archive, workdir).await?;
+    println!(
+        "\n8. The meeting's attendance (who, when, how long, the lobby), as a page to open in a browser:\n   {}",
+        attendance_page.display()
+    );
     Ok(DemoOutcome {
         archive,
         archive_dir,
         report,
+        attendance_page,
     })
+}
+
+/// `handler attendance --format html` of the demo's archive, into `workdir`.
+async fn write_attendance_page(
+    archive: &Arc<dyn Archive>,
+    workdir: &Path,
+) -> anyhow::Result<PathBuf> {
+    use crate::ops::attendance;
+    let report = attendance::build(archive, None, &indicatif::ProgressBar::hidden()).await?;
+    let page = workdir.join("attendance.html");
+    std::fs::write(
+        &page,
+        attendance::render(&report.meetings, attendance::Format::Html),
+    )
+    .with_context(|| format!("writing {}", page.display()))?;
+    Ok(std::fs::canonicalize(&page).unwrap_or(page))
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<u16> {

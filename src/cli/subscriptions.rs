@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::graph::subscriptions::{
-    ApiVersion, GraphClient, Subscription, default_lifetime, format_time,
+    ApiVersion, GraphClient, Subscription, default_lifetime, evaluation_mode_warning, format_time,
+    payment_model,
 };
 use crate::renewer::{
     self, Delivery, DesiredEntry, DesiredSubscription, listing_version, load_desired,
@@ -46,6 +47,9 @@ pub enum SubscriptionsCommand {
         minutes: Option<u32>,
         #[arg(long, value_parser = parse_api_version)]
         api_version: Option<ApiVersion>,
+        /// Payment model of a metered Teams API (A or B); without it: evaluation mode.
+        #[arg(long)]
+        model: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -107,6 +111,7 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
             include_resource_data,
             minutes,
             api_version,
+            model,
             json,
         } => {
             let entry = DesiredEntry {
@@ -117,6 +122,7 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
                 include_resource_data: include_resource_data.then_some(true),
                 expiration_minutes: minutes,
                 api_version: api_version.map(|v| v.as_str().to_string()),
+                model,
                 description: None,
                 delivery: None,
                 notification_url: None,
@@ -251,6 +257,8 @@ async fn list(
                     "includeResourceData": s.include_resource_data,
                     "encryptionCertificateId": s.encryption_certificate_id,
                     "state": state(s, &desired, &url, now),
+                    "paymentModel": payment_model(&s.resource),
+                    "warning": evaluation_mode_warning(&s.resource),
                 })
             })
             .collect();
@@ -289,6 +297,13 @@ async fn list(
         )
     );
     println!("{} subscriptions ({version})", listed.len());
+    for warning in listed
+        .iter()
+        .filter(|s| s.expiration_date_time > now)
+        .filter_map(|s| evaluation_mode_warning(&s.resource).map(|w| (s, w)))
+    {
+        println!("warning: {} {}", warning.0.id, warning.1);
+    }
     Ok(())
 }
 

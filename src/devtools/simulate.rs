@@ -14,7 +14,8 @@ use crate::graph::crypto;
 /// What to play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// A meeting: call starts, participants join, wait in the lobby, are admitted, chat, leave, call ends.
+    /// A meeting: call starts, participants join, one waits in the lobby and is admitted, chat,
+    /// one leaves and rejoins, one is removed, call ends.
     Meeting,
     /// An emergency call (Graph's emergencyCallEvent).
     Emergency,
@@ -57,80 +58,7 @@ pub fn steps(scenario: Scenario, round: u64) -> Vec<Step> {
     let base = OffsetDateTime::now_utc() - time::Duration::minutes(15);
     let n = |i: u32| format!("{round}-{i}");
     match scenario {
-        Scenario::Meeting => {
-            let resource = format!(
-                "communications/onlineMeetings(joinWebUrl='{JOIN_WEB_URL_ENCODED}')/meetingCallEvents"
-            );
-            let call = |i: u32, event: &str, participants: Option<Vec<Value>>| {
-                let mut p = json!({
-                    "@odata.type": "#microsoft.graph.callevent",
-                    "@odata.id": resource,
-                    "id": n(i),
-                    "eventType": event,
-                    "eventDateTime": at(base, i64::from(i) * 60),
-                });
-                if let Some(ps) = participants {
-                    p["participants@delta"] = Value::Array(ps);
-                }
-                Step {
-                    resource: resource.clone(),
-                    odata_type: "#microsoft.graph.callevent",
-                    change_type: "updated",
-                    payload: p,
-                }
-            };
-            let chat_resource = "chats('19:meeting_ZmYwZTEy@thread.v2')/messages".to_string();
-            let message = |i: u32, who: &str, text: &str| Step {
-                resource: format!("{chat_resource}('{}')", n(i)),
-                odata_type: "#Microsoft.Graph.chatMessage",
-                change_type: "created",
-                payload: json!({
-                    "id": n(i), "messageType": "message", "createdDateTime": at(base, i64::from(i) * 60),
-                    "chatId": "19:meeting_ZmYwZTEy@thread.v2",
-                    "from": {"user": {"id": "u-1", "displayName": who, "userIdentityType": "aadUser"}},
-                    "body": {"contentType": "text", "content": text}
-                }),
-            };
-            vec![
-                call(1, "callStarted", None),
-                call(
-                    2,
-                    "rosterUpdated",
-                    Some(vec![
-                        participant("u-1", "Adele Vance", false, None),
-                        participant("u-2", "Guest Caller", true, None),
-                    ]),
-                ),
-                call(
-                    3,
-                    "rosterUpdated",
-                    Some(vec![participant("u-2", "Guest Caller", false, None)]),
-                ),
-                message(4, "Adele Vance", "Welcome, let's start with the agenda."),
-                message(5, "Guest Caller", "Thanks for letting me in."),
-                call(
-                    6,
-                    "rosterUpdated",
-                    Some(vec![participant(
-                        "u-2",
-                        "Guest Caller",
-                        false,
-                        Some("Participant has left the meeting call."),
-                    )]),
-                ),
-                call(
-                    7,
-                    "rosterUpdated",
-                    Some(vec![participant(
-                        "u-1",
-                        "Adele Vance",
-                        false,
-                        Some("Participant has entered an inactive state in the roster."),
-                    )]),
-                ),
-                call(8, "callEnded", None),
-            ]
-        }
+        Scenario::Meeting => meeting(base, round),
         Scenario::Emergency => {
             let resource =
                 "communications/calls/getEmergencyEventsByPolicy(policyName='EmergencyPolicy')"
@@ -181,6 +109,84 @@ pub fn steps(scenario: Scenario, round: u64) -> Vec<Step> {
             ]
         }
     }
+}
+
+/// The meeting scenario, 14 minutes from `base` (seconds after the call start in brackets):
+/// Adele joins and Guest waits in the lobby [60], Guest is admitted [210], they chat, Nestor
+/// joins [300], Guest leaves [480] and rejoins [540], Nestor is removed [660], the call ends
+/// [840]. `handler demo` draws its attendance.
+fn meeting(base: OffsetDateTime, round: u64) -> Vec<Step> {
+    let n = |i: u32| format!("{round}-{i}");
+    let resource = format!(
+        "communications/onlineMeetings(joinWebUrl='{JOIN_WEB_URL_ENCODED}')/meetingCallEvents"
+    );
+    let call = |i: u32, second: i64, event: &str, participants: Vec<Value>| {
+        let mut p = json!({
+            "@odata.type": "#microsoft.graph.callevent",
+            "@odata.id": resource,
+            "id": n(i),
+            "eventType": event,
+            "eventDateTime": at(base, second),
+        });
+        if !participants.is_empty() {
+            p["participants@delta"] = Value::Array(participants);
+        }
+        Step {
+            resource: resource.clone(),
+            odata_type: "#microsoft.graph.callevent",
+            change_type: "updated",
+            payload: p,
+        }
+    };
+    let chat_resource = "chats('19:meeting_ZmYwZTEy@thread.v2')/messages".to_string();
+    let message = |i: u32, second: i64, who: &str, text: &str| Step {
+        resource: format!("{chat_resource}('{}')", n(i)),
+        odata_type: "#Microsoft.Graph.chatMessage",
+        change_type: "created",
+        payload: json!({
+            "id": n(i), "messageType": "message", "createdDateTime": at(base, second),
+            "chatId": "19:meeting_ZmYwZTEy@thread.v2",
+            "from": {"user": {"id": "u-1", "displayName": who, "userIdentityType": "aadUser"}},
+            "body": {"contentType": "text", "content": text}
+        }),
+    };
+    let adele = |lobby| participant("u-1", "Adele Vance", lobby, None);
+    let guest = |lobby, removed| participant("u-2", "Guest Caller", lobby, removed);
+    let nestor = |removed| participant("u-4", "Nestor Wilke", false, removed);
+    vec![
+        call(1, 0, "callStarted", vec![]),
+        call(
+            2,
+            60,
+            "rosterUpdated",
+            vec![adele(false), guest(true, None)],
+        ),
+        call(3, 210, "rosterUpdated", vec![guest(false, None)]),
+        message(
+            4,
+            240,
+            "Adele Vance",
+            "Welcome, let's start with the agenda.",
+        ),
+        message(5, 270, "Guest Caller", "Thanks for letting me in."),
+        call(6, 300, "rosterUpdated", vec![nestor(None)]),
+        call(
+            7,
+            480,
+            "rosterUpdated",
+            vec![guest(false, Some("Participant has left the meeting call."))],
+        ),
+        call(8, 540, "rosterUpdated", vec![guest(false, None)]),
+        call(
+            9,
+            660,
+            "rosterUpdated",
+            vec![nestor(Some(
+                "Participant has been removed from the meeting call.",
+            ))],
+        ),
+        call(10, 840, "callEnded", vec![]),
+    ]
 }
 
 /// Who the notifications claim to be for.

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
-use azure_core::http::{StatusCode, Url};
+use azure_core::http::{StatusCode, Transport, Url};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::BlobClientDownloadOptions;
 use secrecy::SecretString;
@@ -97,6 +97,7 @@ impl PayloadStore {
     pub fn new(
         url: &str,
         credential: Option<Arc<dyn TokenCredential>>,
+        transport: Option<Transport>,
     ) -> Result<Self, PayloadStoreConfigError> {
         let err = |m: &str| PayloadStoreConfigError(m.to_string());
         let mut url = Url::parse(url.trim()).map_err(|_| err("not a URL"))?;
@@ -110,8 +111,9 @@ impl PayloadStore {
             (None, Some(_)) => return Err(err("a URL without SAS must be https")),
             (None, None) => return Err(err("a URL without SAS needs the app's credential")),
         };
-        let container = BlobContainerClient::new(url, credential, Some(client_options(sas)))
-            .map_err(|_| err("cannot make a container client"))?;
+        let container =
+            BlobContainerClient::new(url, credential, Some(client_options(sas, transport)))
+                .map_err(|_| err("cannot make a container client"))?;
         Ok(PayloadStore { container })
     }
 
@@ -207,8 +209,8 @@ mod tests {
 
     #[test]
     fn configuration_is_checked() {
-        assert!(PayloadStore::new("nope", None).is_err());
-        assert!(PayloadStore::new("http://127.0.0.1:1/c", None).is_err());
-        assert!(PayloadStore::new("http://127.0.0.1:1/c?sv=1&sig=x", None).is_ok());
+        assert!(PayloadStore::new("nope", None, None).is_err());
+        assert!(PayloadStore::new("http://127.0.0.1:1/c", None, None).is_err());
+        assert!(PayloadStore::new("http://127.0.0.1:1/c?sv=1&sig=x", None, None).is_ok());
     }
 }

@@ -4,14 +4,18 @@
 //!   timer invocations), thin handlers mapping outcomes to statuses;
 //! - [`invocation`]: the custom-handler contract for non-HTTP triggers (`{"Data","Metadata"}` in,
 //!   `{"Outputs","Logs","ReturnValue"}` out);
+//! - [`messages`]: the Teams bot's messaging endpoint (`POST /api/messages`);
 //! - [`timer`]: the `renew` timer function on top of the renewer;
 //! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
 //! - [`eventhub`]: the `eventhub` function (eventHubTrigger): decode, receive, spool, answer;
 //! - [`replay`]: the `replay` timer: the Event Hubs spool, then quarantine and raw items.
+//! - [`alert_timer`]: the `alerts` timer function on top of alert delivery.
 
+pub mod alert_timer;
 pub mod connections;
 pub mod eventhub;
 pub mod invocation;
+pub mod messages;
 pub mod replay;
 pub mod routes;
 pub mod timer;

@@ -17,6 +17,7 @@ use warp::{Buf, Filter, Rejection, Reply};
 
 use super::eventhub::EventHubFunction;
 use super::replay::ReplayTimer;
+use crate::alerts::delivery::Dispatcher;
 use crate::logging::escape;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
 use crate::renewer::Renewer;
@@ -37,6 +38,10 @@ pub struct AppState {
     pub replay: Option<Arc<ReplayTimer>>,
     /// `EVENTHUB_MAX_INVOCATION_BYTES`.
     pub max_invocation_bytes: u64,
+    /// Alert delivery (absent when no alert route is configured).
+    pub alerts: Option<Arc<Dispatcher>>,
+    /// The Teams bot's messaging endpoint (absent when `BOT_APP_ID` is not set: all refused).
+    pub messages: Option<Arc<crate::meetings::MessagesPath>>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
@@ -94,15 +99,36 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             async move { Ok::<_, Rejection>(replay_timer(state, body).await) }
         });
 
+    let alerts_state = state.clone();
+    let alert_timer = warp::path!("alerts")
+        .and(warp::post())
+        .and(body_limited(
+            state.max_body_bytes,
+            state.limits.body_read_timeout,
+        ))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let state = alerts_state.clone();
+            async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
+        });
+    let messages = super::messages::route(
+        state.messages.clone(),
+        state.max_body_bytes,
+        state.limits.body_read_timeout,
+    );
+
     // Known paths answer 405 to other methods, with `Allow`.
     let known = warp::path!("api" / "notifications")
         .or(warp::path!("api" / "lifecycle"))
+        .unify()
+        .or(warp::path!("api" / "messages"))
         .unify()
         .or(warp::path!("renew"))
         .unify()
         .or(warp::path!("eventhub"))
         .unify()
         .or(warp::path!("replay"))
+        .unify()
+        .or(warp::path!("alerts"))
         .unify()
         .map(|| {
             warp::reply::with_header(
@@ -123,6 +149,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(eventhub.map(Reply::into_response))
         .unify()
         .or(replay.map(Reply::into_response))
+        .unify()
+        .or(alert_timer.map(Reply::into_response))
+        .unify()
+        .or(messages)
         .unify()
         .or(known.map(Reply::into_response))
         .unify()
@@ -187,6 +217,7 @@ where
                 repeated = receipt.repeated,
                 rejected = receipt.rejected,
                 duplicates = receipt.duplicates,
+                resent = receipt.resent,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "notifications accepted"
             );
@@ -194,6 +225,9 @@ where
                 && let Some(renewer) = &state.renewer
             {
                 renewer.react(&receipt.lifecycle_items);
+            }
+            if let Some(alerts) = &state.alerts {
+                alerts.spawn_new(receipt.alerts);
             }
             // Graph's advice: the same answer whether or not validation passed.
             StatusCode::ACCEPTED.into_response()
@@ -282,11 +316,18 @@ async fn eventhub_invocation(
         );
     };
     let answer = function.invoke(&body).await;
-    if let Some(receipt) = answer.receipt
-        && !receipt.lifecycle_items.is_empty()
-        && let Some(renewer) = &state.renewer
-    {
-        renewer.react(&receipt.lifecycle_items);
+    if let Some(receipt) = answer.receipt {
+        if !receipt.lifecycle_items.is_empty()
+            && let Some(renewer) = &state.renewer
+        {
+            renewer.react(&receipt.lifecycle_items);
+        }
+        // The alerts this invocation created, sent as it answers (a redelivery creates none).
+        if !receipt.alerts.is_empty()
+            && let Some(alerts) = &state.alerts
+        {
+            alerts.spawn_new(receipt.alerts);
+        }
     }
     invocation_reply(answer.status, &answer.body)
 }
@@ -307,6 +348,31 @@ async fn replay_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::
     invocation_reply(status, &reply)
 }
 
+/// The alert timer's invocation `POST /alerts`: retries what is pending, expires what is too old.
+async fn alert_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let (status, reply) = match &state.alerts {
+        None => (
+            StatusCode::OK,
+            super::invocation::InvocationResponse {
+                logs: vec!["alerts: no alert route is configured (ALERT_TEAMS_WEBHOOK_URLS, ALERT_WEBHOOK_URLS, ALERT_BOT_CONVERSATION); nothing to do".into()],
+                return_value: serde_json::json!({"skipped": true}),
+                ..Default::default()
+            },
+        ),
+        Some(dispatcher) => {
+            let outcome = super::alert_timer::invoke(dispatcher, &body).await;
+            let status = StatusCode::from_u16(outcome.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, outcome.response)
+        }
+    };
+    warp::reply::with_status(warp::reply::json(&reply.to_json()), status).into_response()
+}
+
 /// The `validationToken` query parameter, form-decoded (`+` is a space, as Graph encodes it).
 pub fn validation_token(query: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
@@ -315,14 +381,14 @@ pub fn validation_token(query: &str) -> Option<String> {
 }
 
 #[derive(Debug)]
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge(u64),
     Read(String),
     /// Not received within `BODY_READ_TIMEOUT_S`.
     Timeout(std::time::Duration),
 }
 
-fn body_error(e: BodyError) -> warp::reply::Response {
+pub(super) fn body_error(e: BodyError) -> warp::reply::Response {
     match e {
         BodyError::TooLarge(limit) => {
             tracing::warn!(limit, "notification body over MAX_BODY_BYTES");
@@ -392,7 +458,7 @@ where
     Ok(buf.freeze())
 }
 
-fn body_limited(
+pub(super) fn body_limited(
     limit: u64,
     deadline: std::time::Duration,
 ) -> impl Filter<Extract = (Result<Bytes, BodyError>,), Error = Rejection> + Clone {

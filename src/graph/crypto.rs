@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Padding;
-use openssl::sign::Signer;
 use openssl::symm::Cipher;
 use openssl::x509::X509Ref;
 
@@ -167,12 +166,30 @@ fn openssl_zero(buf: &mut [u8]) {
     }
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let pkey = PKey::hmac(key).expect("HMAC keys of any length are valid");
-    let mut signer =
-        Signer::new(MessageDigest::sha256(), &pkey).expect("SHA-256 HMAC is available");
-    signer.update(data).expect("HMAC update cannot fail");
-    signer.sign_to_vec().expect("HMAC finalisation cannot fail")
+/// HMAC-SHA256 (RFC 2104) over OpenSSL's SHA-256. The EVP route (`PKey::hmac` + `Signer`)
+/// fetches a key type, a digest and a signature method from OpenSSL 3's provider on every
+/// call: measured 12 µs per call against 4 µs for this, on a path whose only big cost should be
+/// the RSA operation (about 500 µs).
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&openssl::sha::sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut pad = block.map(|b| b ^ 0x36);
+    let mut inner = openssl::sha::Sha256::new();
+    inner.update(&pad);
+    inner.update(data);
+    let inner = inner.finish();
+    pad = block.map(|b| b ^ 0x5c);
+    let mut outer = openssl::sha::Sha256::new();
+    outer.update(&pad);
+    outer.update(&inner);
+    openssl_zero(&mut block);
+    openssl_zero(&mut pad);
+    outer.finish()
 }
 
 /// The sender's side (what Graph does): a fresh random key, AES-256-CBC, HMAC-SHA256, and the
@@ -216,6 +233,33 @@ mod tests {
         let i = index % raw.len();
         raw[i] ^= 0x01;
         STANDARD.encode(raw)
+    }
+
+    #[test]
+    fn hmac_is_rfc_4231_and_agrees_with_openssl_evp() {
+        // RFC 4231, test cases 2 (short key) and 6 (key longer than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        let key = [7u8; KEY_LEN];
+        for len in [0, 1, 63, 64, 65, 1000] {
+            let data = vec![0x5a; len];
+            let pkey = PKey::hmac(&key).unwrap();
+            let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &pkey).unwrap();
+            signer.update(&data).unwrap();
+            assert_eq!(
+                hmac_sha256(&key, &data).to_vec(),
+                signer.sign_to_vec().unwrap()
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! "... for emergency call events" (`emergencyCallEvent`) and "... for Teams resources" (chat,
 //! chatMessage, channel, team, conversationMember, callRecording, callTranscript).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The resource types we know, from `@odata.type` (case-insensitive, with or without `#microsoft.graph.`).
@@ -260,6 +260,12 @@ pub struct IdentitySet {
     pub user: Option<Identity>,
     #[serde(default)]
     pub application: Option<Identity>,
+    /// Anonymous and external participants of a meeting call.
+    #[serde(default)]
+    pub guest: Option<Identity>,
+    /// Dial-in participants.
+    #[serde(default)]
+    pub phone: Option<Identity>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,7 +293,7 @@ struct EmergencyEnvelope {
 }
 
 /// `emergencyCallEvent`: an emergency number was dialled (Microsoft's "Get change notifications for emergency call events").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmergencyCallEvent {
     #[serde(default)]
@@ -333,7 +339,7 @@ impl EmergencyCallEvent {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallerInfo {
     #[serde(default)]
@@ -348,7 +354,7 @@ pub struct CallerInfo {
     pub location: Option<Location>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Location {
     #[serde(default)]
     pub address: Option<Address>,
@@ -356,7 +362,7 @@ pub struct Location {
     pub coordinates: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     #[serde(default)]
@@ -369,6 +375,9 @@ pub struct Address {
     pub country_or_region: Option<String>,
     #[serde(default)]
     pub postal_code: Option<String>,
+    /// `houseNumber`, `streetSuffix`, `companyName`, `additionalInfo`, `county`, ...
+    #[serde(default)]
+    pub additional_data: Option<serde_json::Map<String, Value>>,
 }
 
 /// `chatMessage` (Microsoft's "Get change notifications for Teams resources").

@@ -16,30 +16,29 @@
 //!
 //! Graph reuses the same tokens across many batches, so a token that passed is remembered (by the
 //! SHA-256 of its text, never the text) until it expires; a remembered token is re-checked only
-//! against the clock. Keys are cached too, re-read at most once a day, and fetched again when a
-//! token names a key we do not know, at most once per `refresh_interval` and by one request at a
-//! time.
+//! against the clock. Keys are held by the one key cache ([`crate::jwks::JwksCache`], shared with
+//! the bot's token checks): re-read at most once a day, and fetched again when a token names a
+//! key we do not know, at most once per `refresh_interval` and by one request at a time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+
+use crate::jwks::{JwksCache, JwksOptions, KeyLookupError, printable};
 
 /// The app id Microsoft Graph's change tracking signs validationTokens as (`appid` / `azp`).
 pub const GRAPH_PUBLISHER_APP_ID: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
 /// Tokens longer than this are refused before any parsing (Entra tokens are 1-2 KiB).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// The discovery document and the JWKS are small; anything bigger is not Entra's.
-const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 /// Why a validationToken (or the batch carrying it) is refused. The text never contains a token;
 /// values taken from a token (algorithm, key id, tenant) are cut to a short, printable form.
@@ -94,32 +93,7 @@ impl TokenError {
     }
 }
 
-/// Why the signing keys could not be read from the authority.
-#[derive(Debug, thiserror::Error)]
-pub enum JwksError {
-    #[error("GET {url}: {source}")]
-    Request {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("GET {url}: HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("GET {url}: answer larger than {MAX_DOCUMENT_BYTES} bytes")]
-    TooLarge { url: String },
-    #[error("GET {url}: not the expected JSON: {source}")]
-    Json {
-        url: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("the key set holds no RS256 signing key")]
-    NoUsableKeys,
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the last attempt failed moments ago; waiting before the next")]
-    BackingOff,
-}
+pub use crate::jwks::JwksError;
 
 /// The tenants whose validationTokens were all valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,6 +146,18 @@ impl Default for ValidatorOptions {
     }
 }
 
+impl ValidatorOptions {
+    /// The key cache's share of the tuning.
+    fn jwks(&self) -> JwksOptions {
+        JwksOptions {
+            refresh_interval: self.refresh_interval,
+            key_max_age: self.key_max_age,
+            failure_backoff: self.failure_backoff,
+            fetch_timeout: self.fetch_timeout,
+        }
+    }
+}
+
 /// Counters, for tests, benchmarks and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ValidatorStats {
@@ -198,7 +184,6 @@ fn system_clock() -> u64 {
 pub struct TokenValidator {
     /// `{authority}` without a trailing slash: builds the discovery URL and the v2 issuer.
     authority: String,
-    discovery_url: String,
     /// Lower-case tenant ids we serve.
     tenants: Vec<String>,
     /// RS256 only, `aud` required and among our audiences; time checks are ours.
@@ -206,12 +191,9 @@ pub struct TokenValidator {
     http: reqwest::Client,
     options: ValidatorOptions,
     clock: Clock,
-    /// The current key set; swapped whole, never held across an await.
-    keys: RwLock<Option<Arc<KeySet>>>,
-    /// Single flight for key fetches: only requests that need a fetch wait here.
-    refresh: tokio::sync::Mutex<RefreshState>,
+    /// Entra ID's signing keys (the cache shared with the bot's token checks).
+    keys: JwksCache,
     verified: Mutex<VerifiedCache>,
-    key_fetches: AtomicU64,
     verifications: AtomicU64,
     cache_hits: AtomicU64,
 }
@@ -223,25 +205,6 @@ impl fmt::Debug for TokenValidator {
             .field("tenants", &self.tenants)
             .field("options", &self.options)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Default)]
-struct RefreshState {
-    /// When a fetch caused by an unknown `kid` last succeeded (the rate limit).
-    last_unknown_kid_refresh: Option<Instant>,
-    /// When the last fetch failed, if the last fetch failed.
-    last_failure: Option<Instant>,
-}
-
-struct KeySet {
-    keys: HashMap<String, DecodingKey>,
-    loaded_at: Instant,
-}
-
-impl KeySet {
-    fn fresh(&self, max_age: Duration) -> bool {
-        self.loaded_at.elapsed() < max_age
     }
 }
 
@@ -262,8 +225,12 @@ impl TokenValidator {
         validation.set_required_spec_claims(&["aud"]);
         validation.set_audience(&audiences);
         let options = ValidatorOptions::default();
+        let keys = JwksCache::new(
+            format!("{authority}/common/.well-known/openid-configuration"),
+            http.clone(),
+        )
+        .with_options(options.jwks());
         Self {
-            discovery_url: format!("{authority}/common/.well-known/openid-configuration"),
             authority,
             tenants: tenants.iter().map(|t| t.to_ascii_lowercase()).collect(),
             validation,
@@ -271,9 +238,7 @@ impl TokenValidator {
             verified: Mutex::new(VerifiedCache::new(options.cache_capacity)),
             options,
             clock: Arc::new(system_clock),
-            keys: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(RefreshState::default()),
-            key_fetches: AtomicU64::new(0),
+            keys,
             verifications: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
         }
@@ -281,6 +246,8 @@ impl TokenValidator {
 
     pub fn with_options(mut self, options: ValidatorOptions) -> Self {
         self.verified = Mutex::new(VerifiedCache::new(options.cache_capacity));
+        self.keys = JwksCache::new(self.keys.metadata_url(), self.http.clone())
+            .with_options(options.jwks());
         self.options = options;
         self
     }
@@ -292,7 +259,7 @@ impl TokenValidator {
 
     pub fn stats(&self) -> ValidatorStats {
         ValidatorStats {
-            key_fetches: self.key_fetches.load(Ordering::Relaxed),
+            key_fetches: self.keys.stats().fetches,
             verifications: self.verifications.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
         }
@@ -340,170 +307,16 @@ impl TokenValidator {
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn current_keys(&self) -> Option<Arc<KeySet>> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The key named `kid`, fetching the key set if it is missing, stale, or lacks `kid`.
+    /// The RS256 key named `kid` (a key published for another algorithm counts as unknown).
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
-        let max_age = self.options.key_max_age;
-        let current = self.current_keys();
-        let known = current.as_ref().and_then(|s| s.keys.get(kid));
-        if let (Some(key), Some(set)) = (known, &current)
-            && set.fresh(max_age)
-        {
-            return Ok(key.clone());
-        }
-
-        let mut state = match (self.refresh.try_lock(), known) {
-            (Ok(state), _) => state,
-            // A fetch is under way: a stale but known key serves meanwhile instead of waiting.
-            (Err(_), Some(key)) => return Ok(key.clone()),
-            (Err(_), None) => self.refresh.lock().await,
-        };
-        // Another request may have fetched while this one waited.
-        let current = self.current_keys();
-        let stale = current.as_ref().is_none_or(|s| !s.fresh(max_age));
-        if !stale && let Some(key) = current.as_ref().and_then(|s| s.keys.get(kid)) {
-            return Ok(key.clone());
-        }
-
-        let now = Instant::now();
-        let backing_off = state
-            .last_failure
-            .is_some_and(|t| now.duration_since(t) < self.options.failure_backoff);
-        let may_fetch = !backing_off
-            && (stale
-                || state
-                    .last_unknown_kid_refresh
-                    .is_none_or(|t| now.duration_since(t) >= self.options.refresh_interval));
-        let mut fetch_error = None;
-        if may_fetch {
-            match self.fetch_keys().await {
-                Ok(set) => {
-                    tracing::info!(
-                        keys = set.keys.len(),
-                        reason = if stale { "stale" } else { "unknown kid" },
-                        "validationToken signing keys loaded"
-                    );
-                    if !stale {
-                        state.last_unknown_kid_refresh = Some(now);
-                    }
-                    state.last_failure = None;
-                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(set));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot load validationToken signing keys");
-                    state.last_failure = Some(now);
-                    fetch_error = Some(error);
-                }
+        match self.keys.key(kid).await {
+            Ok(key) if key.allows(Algorithm::RS256) => Ok(key.key.clone()),
+            Ok(_) | Err(KeyLookupError::Unknown(_)) => {
+                Err(TokenError::UnknownKey(printable(kid, 64)))
             }
-        }
-        drop(state);
-
-        // A stale set still serves when the re-read failed: availability over freshness.
-        let current = self.current_keys();
-        match current.as_ref().and_then(|s| s.keys.get(kid)) {
-            Some(key) => Ok(key.clone()),
-            None => Err(match (fetch_error, current) {
-                (Some(error), _) => TokenError::Jwks(error),
-                (None, None) => TokenError::Jwks(JwksError::BackingOff),
-                (None, Some(_)) => TokenError::UnknownKey(printable(kid, 64)),
-            }),
+            Err(KeyLookupError::Fetch(e)) => Err(TokenError::Jwks(e)),
         }
     }
-
-    async fn fetch_keys(&self) -> Result<KeySet, JwksError> {
-        self.key_fetches.fetch_add(1, Ordering::Relaxed);
-        let timeout = self.options.fetch_timeout;
-        tokio::time::timeout(timeout, async {
-            let discovery: OpenIdConfiguration = self.get_json(&self.discovery_url).await?;
-            let jwks: RawJwks = self.get_json(&discovery.jwks_uri).await?;
-            key_set(jwks)
-        })
-        .await
-        .map_err(|_| JwksError::Timeout(timeout))?
-    }
-
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, JwksError> {
-        let request_error = |source| JwksError::Request {
-            url: url.to_owned(),
-            source,
-        };
-        let mut response = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(request_error)?;
-        if !response.status().is_success() {
-            return Err(JwksError::Status {
-                url: url.to_owned(),
-                status: response.status().as_u16(),
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(JwksError::TooLarge {
-                    url: url.to_owned(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|source| JwksError::Json {
-            url: url.to_owned(),
-            source,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct OpenIdConfiguration {
-    jwks_uri: String,
-}
-
-#[derive(Deserialize)]
-struct RawJwks {
-    keys: Vec<serde_json::Value>,
-}
-
-/// One JWKS entry, as far as we use it. Entra adds `x5t`, `x5c`, `issuer`: ignored.
-#[derive(Deserialize)]
-struct RawJwk {
-    kty: String,
-    kid: Option<String>,
-    #[serde(rename = "use")]
-    usage: Option<String>,
-    alg: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-}
-
-/// The RSA signing keys of a JWKS, by `kid`; entries of other kinds or uses are skipped.
-fn key_set(jwks: RawJwks) -> Result<KeySet, JwksError> {
-    let mut keys = HashMap::new();
-    for value in jwks.keys {
-        let Ok(jwk) = serde_json::from_value::<RawJwk>(value) else {
-            continue;
-        };
-        let usable = jwk.kty == "RSA"
-            && jwk.usage.as_deref().is_none_or(|u| u == "sig")
-            && jwk.alg.as_deref().is_none_or(|a| a == "RS256");
-        if let (true, Some(kid), Some(n), Some(e)) = (usable, jwk.kid, jwk.n, jwk.e)
-            && let Ok(key) = DecodingKey::from_rsa_components(&n, &e)
-        {
-            keys.insert(kid, key);
-        }
-    }
-    if keys.is_empty() {
-        return Err(JwksError::NoUsableKeys);
-    }
-    Ok(KeySet {
-        keys,
-        loaded_at: Instant::now(),
-    })
 }
 
 #[derive(Deserialize)]
@@ -692,19 +505,6 @@ impl VerifiedCache {
         }
         self.entries.insert(digest, verified);
     }
-}
-
-/// A short, log-safe rendering of a value read from a token.
-fn printable(value: &str, max: usize) -> String {
-    let mut out: String = value
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
-        .take(max)
-        .collect();
-    if value.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -920,29 +720,6 @@ mod tests {
         );
         assert!(matches!(v.validate(&[]).await, Err(TokenError::NoTokens)));
         assert_eq!(v.stats(), ValidatorStats::default());
-    }
-
-    #[test]
-    fn key_set_keeps_only_rsa_signing_keys() {
-        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-        let n = URL_SAFE_NO_PAD.encode(rsa.n().to_vec());
-        let e = URL_SAFE_NO_PAD.encode(rsa.e().to_vec());
-        let jwks: RawJwks = serde_json::from_value(serde_json::json!({"keys": [
-            {"kty": "RSA", "use": "sig", "kid": "good", "n": n, "e": e, "x5t": "good"},
-            {"kty": "RSA", "kid": "no-use", "n": n, "e": e},
-            {"kty": "RSA", "use": "enc", "kid": "enc", "n": n, "e": e},
-            {"kty": "RSA", "alg": "RS512", "kid": "rs512", "n": n, "e": e},
-            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
-            {"kty": "RSA", "use": "sig", "n": n, "e": e},
-            "not an object"
-        ]}))
-        .unwrap();
-        let set = key_set(jwks).unwrap();
-        let mut kids: Vec<_> = set.keys.keys().cloned().collect();
-        kids.sort();
-        assert_eq!(kids, ["good", "no-use"]);
-        let empty: RawJwks = serde_json::from_str(r#"{"keys": []}"#).unwrap();
-        assert!(matches!(key_set(empty), Err(JwksError::NoUsableKeys)));
     }
 
     fn verified(tenant: &str, exp: u64) -> Verified {

@@ -10,6 +10,9 @@
 
 pub mod keyvault;
 pub mod local;
+mod pending;
+
+pub use pending::Backoff;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

@@ -88,6 +88,28 @@ pub async fn replay(
     Ok(stats)
 }
 
+/// A replay with no progress bar, its outcome logged: what runs unattended (once a missing
+/// certificate has arrived, or from a timer).
+pub async fn replay_unattended(
+    archive: &Arc<dyn Archive>,
+    keys: &CertificateStore,
+    payloads: Option<&PayloadStore>,
+) -> Result<ReplayStats, ArchiveError> {
+    let stats = replay(archive, keys, payloads, &ProgressBar::hidden()).await;
+    match &stats {
+        Ok(s) => tracing::info!(
+            examined = s.examined,
+            recovered = s.recovered,
+            already_done = s.already_done,
+            still_quarantined = s.still_quarantined,
+            unreadable = s.unreadable,
+            "replay finished"
+        ),
+        Err(e) => tracing::error!(error = %e, "replay failed; `handler replay` finishes it"),
+    }
+    stats
+}
+
 async fn read<T: serde::de::DeserializeOwned>(
     archive: &Arc<dyn Archive>,
     name: &ObjectName,

@@ -23,6 +23,8 @@ pub struct Report {
     pub quarantine_reasons: BTreeMap<String, usize>,
     /// Rejected batches per reason.
     pub rejection_reasons: BTreeMap<String, usize>,
+    /// Emergency alerts a route never took within `ALERT_RETRY_HOURS` (see `handler alerts`).
+    pub alerts_expired: Vec<String>,
     /// Events in time order: (time, kind, summary).
     pub timeline: Vec<TimelineEntry>,
 }
@@ -49,6 +51,9 @@ pub async fn build(archive: &Arc<dyn Archive>) -> Result<Report, ArchiveError> {
             .objects
             .insert(kind.prefix().to_string(), names.len());
         for name in names {
+            if kind == Kind::Alerts && !name.as_str().ends_with(".expired.json") {
+                continue;
+            }
             let Some(bytes) = archive.get(&name).await? else {
                 continue;
             };
@@ -75,6 +80,15 @@ pub async fn build(archive: &Arc<dyn Archive>) -> Result<Report, ArchiveError> {
                 Kind::Rejected => {
                     if let Ok(r) = serde_json::from_slice::<RejectedRecord>(&bytes) {
                         *report.rejection_reasons.entry(r.reason).or_default() += 1;
+                    }
+                }
+                Kind::Alerts if name.as_str().ends_with(".expired.json") => {
+                    if let Ok(e) =
+                        serde_json::from_slice::<crate::alerts::outbox::ExpiredRecord>(&bytes)
+                    {
+                        report
+                            .alerts_expired
+                            .push(format!("{}  {}  {}", e.expired_at, e.summary, e.reason));
                     }
                 }
                 _ => {}
@@ -135,6 +149,12 @@ impl Report {
                 for (r, n) in reasons {
                     let _ = writeln!(out, "  {n:>6}  {r}");
                 }
+            }
+        }
+        if !self.alerts_expired.is_empty() {
+            let _ = writeln!(out, "Emergency alerts EXPIRED undelivered:");
+            for line in &self.alerts_expired {
+                let _ = writeln!(out, "  {line}");
             }
         }
         if !self.timeline.is_empty() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::archive::records::{self, EventRecord, LifecycleRecord, QuarantineRecord};
 use crate::archive::{Kind, ObjectName};
 use crate::graph::crypto::{self, DecryptError};
-use crate::graph::events::{EventKind, TeamsEvent};
+use crate::graph::events::{EmergencyCallEvent, EventKind, TeamsEvent};
 use crate::graph::notification::ChangeNotification;
 use crate::keys::DecryptionKey;
 
@@ -19,6 +19,8 @@ pub(crate) struct Pending {
     pub(super) outcome: Outcome,
     /// For a quarantined item: the reason code and the subscription id (for the summary line).
     pub(crate) quarantined: Option<(&'static str, String)>,
+    /// An emergency call event (with its arrival time and summary): it may raise an alert.
+    pub(super) emergency: Option<Box<(String, String, EmergencyCallEvent)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,18 +28,14 @@ pub(super) enum Outcome {
     Event,
     Quarantine,
     Lifecycle,
+    Alert,
     Other,
 }
 
 impl Pending {
     /// A record that is neither an event, a quarantined item nor a lifecycle notification.
     pub(super) fn other(name: ObjectName, body: Bytes) -> Self {
-        Pending {
-            name,
-            body,
-            outcome: Outcome::Other,
-            quarantined: None,
-        }
+        Pending::new(name, body, Outcome::Other)
     }
 }
 
@@ -59,6 +57,7 @@ pub(super) fn raw_entry(
         body: records::raw_record_json(received_at, tokens_verified, event_hub, canonicals),
         outcome: Outcome::Other,
         quarantined: None,
+        emergency: None,
     }
 }
 
@@ -72,12 +71,8 @@ pub(super) fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> P
             .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
         notification: item.clone(),
     };
-    Pending {
-        name: records::item_name(Kind::Lifecycle, item, &canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Lifecycle,
-        quarantined: None,
-    }
+    let name = records::item_name(Kind::Lifecycle, item, &canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Lifecycle)
 }
 
 pub(super) fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
@@ -105,15 +100,17 @@ pub(crate) fn rich_entry(
     match key.and_then(|k| crypto::decrypt(content, &k.private_key).map(|v| (k, v))) {
         Ok((key, payload)) => {
             let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
-            let summary = TeamsEvent::read(kind, &payload).summary();
-            event_entry(
+            let event = TeamsEvent::read(kind, &payload);
+            let summary = event.summary();
+            let entry = event_entry(
                 received_at,
                 &item,
                 &canonical,
                 kind,
-                summary,
+                summary.clone(),
                 Some((key.id.clone(), payload)),
-            )
+            );
+            super::alerting::mark(entry, event, received_at, summary)
         }
         Err(e) => quarantine_entry(received_at, item, &canonical, e.to_string(), e.code()),
     }
@@ -142,12 +139,8 @@ fn event_entry(
         summary,
         payload,
     };
-    Pending {
-        name: records::item_name(Kind::Events, item, canonical),
-        body: records::to_json(&record),
-        outcome: Outcome::Event,
-        quarantined: None,
-    }
+    let name = records::item_name(Kind::Events, item, canonical);
+    Pending::new(name, records::to_json(&record), Outcome::Event)
 }
 
 /// A quarantine record: the item as received, with the reason and its stable code.
@@ -171,5 +164,6 @@ pub(crate) fn quarantine_entry(
         body: records::to_json(&record),
         outcome: Outcome::Quarantine,
         quarantined,
+        emergency: None,
     }
 }

@@ -11,30 +11,34 @@
 //! - nothing from a batch whose validationTokens fail is archived as an event;
 //! - clientState and token values are never logged or stored.
 
+mod alerting;
 mod entries;
 mod evidence;
 mod intake;
+mod summary;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::{Archive, ArchiveError, Written};
+use crate::archive::{Archive, ArchiveError, ObjectName, Written};
 use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::graph::crypto::DecryptError;
 use crate::graph::notification::{ChangeNotification, ParseError};
 use crate::graph::screening::ScreenError;
 use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
-use crate::logging::escape;
 
 use entries::{Outcome, basic_event_entry, lifecycle_entry, raw_entry};
 pub(crate) use entries::{Pending, quarantine_entry, rich_entry};
 use evidence::{reachability_message, reject, unreadable_event};
 pub use intake::{ClientStateCheck, Dropped, IntakeError};
+
+mod resend;
+use summary::{log_dropped, log_quarantined};
 
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +83,15 @@ pub struct Receipt {
     pub lifecycle: usize,
     /// Objects that already existed (Graph resent something we had).
     pub duplicates: usize,
+    /// Rich items whose event was archived before: not decrypted again (also in `events` and
+    /// `duplicates`).
+    pub resent: usize,
     /// Why the batch was rejected, if it was.
     pub rejection: Option<Rejection>,
     /// The lifecycle notifications, for the subscription reactions.
     pub lifecycle_items: Vec<ChangeNotification>,
+    /// Alert records this request created (sent right after the answer; a resend creates none).
+    pub alerts: Vec<ObjectName>,
 }
 
 impl Receipt {
@@ -98,10 +107,12 @@ impl Receipt {
         self.quarantined += other.quarantined;
         self.lifecycle += other.lifecycle;
         self.duplicates += other.duplicates;
+        self.resent += other.resent;
         if self.rejection.is_none() {
             self.rejection = other.rejection;
         }
         self.lifecycle_items.extend(other.lifecycle_items);
+        self.alerts.extend(other.alerts);
     }
 }
 
@@ -203,6 +214,8 @@ pub struct Receiver {
     /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: where Graph leaves payloads over Event Hubs' 1 MB limit;
     /// `None` quarantines such items until a replay with the store configured.
     pub payloads: Option<Arc<PayloadStore>>,
+    /// The alert outbox: which events alert, to which routes (`None`: no route configured).
+    pub alerts: Option<Arc<crate::alerts::outbox::Outbox>>,
 }
 
 /// An Event Hubs event for [`Receiver::receive_events`]: its body and its metadata.
@@ -363,10 +376,15 @@ impl Receiver {
         // Each item's canonical form is computed once, for the raw batch and the item's name.
         let rich = batch.rich;
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        staged
-            .first
-            .push(raw_entry(received_at, check, event_hub, &rich, &canonicals));
-        for (item, canonical) in rich.into_iter().zip(canonicals) {
+        // A resend: items whose event exists skip their decryption and writes (see `resend`).
+        let archived = self.already_archived(&rich, &canonicals).await;
+        if archived.contains(&false) {
+            staged
+                .first
+                .push(raw_entry(received_at, check, event_hub, &rich, &canonicals));
+        }
+        let fresh = resend::keep_new(rich, canonicals, &archived, &mut staged.receipt);
+        for (item, canonical) in fresh {
             match large_payload::resolve(self.payloads.as_deref(), &item).await {
                 None => staged.rich.push((item, canonical)),
                 Some(Ok(full)) => staged.rich.push((full, canonical)),
@@ -484,17 +502,21 @@ impl Receiver {
         if pending.is_empty() {
             return Ok(());
         }
+        let pending = alerting::attach(self.alerts.as_deref(), pending);
+        let names: Vec<ObjectName> = pending.iter().map(|p| p.name.clone()).collect();
         let outcomes: Vec<Outcome> = pending.iter().map(|p| p.outcome).collect();
         let written = self
             .archive
             .put_all_if_absent(pending.into_iter().map(|p| (p.name, p.body)).collect())
             .await?;
-        for (outcome, written) in outcomes.into_iter().zip(written) {
+        for ((outcome, written), name) in outcomes.into_iter().zip(written).zip(names) {
             match written {
                 Written::Created => {}
                 Written::AlreadyExisted => receipt.duplicates += 1,
             }
             match outcome {
+                Outcome::Alert if written == Written::Created => receipt.alerts.push(name),
+                Outcome::Alert => {}
                 Outcome::Event => receipt.events += 1,
                 Outcome::Quarantine => receipt.quarantined += 1,
                 Outcome::Lifecycle => receipt.lifecycle += 1,
@@ -513,59 +535,6 @@ fn key_ref(item: &ChangeNotification) -> KeyRef {
             c.encryption_certificate_thumbprint.clone(),
         )
     })
-}
-
-/// Outside values named in a summary line, escaped: `[a, b\n, c]`.
-struct Ids<'a>(&'a [String]);
-
-impl std::fmt::Display for Ids<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[")?;
-        for (i, id) in self.0.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{}", escape(id))?;
-        }
-        f.write_str("]")
-    }
-}
-
-/// One line per request for the items dropped by the clientState check, never one per item.
-fn log_dropped(dropped: &Dropped, unconfigured: bool) {
-    if dropped.count == 0 {
-        return;
-    }
-    tracing::warn!(
-        count = dropped.count,
-        reason = if unconfigured {
-            "NOTIFICATION_CLIENT_STATE is not configured"
-        } else {
-            "clientState does not match"
-        },
-        first_subscription_ids = %Ids(&dropped.first_ids),
-        "notifications dropped"
-    );
-}
-
-/// One line per request for the quarantined items: how many, why, and the first few ids.
-fn log_quarantined(pending: &[Pending]) {
-    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut first_ids = Vec::new();
-    for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
-        *codes.entry(code).or_default() += 1;
-        if first_ids.len() < intake::NAMED_IN_SUMMARY {
-            first_ids.push(id.clone());
-        }
-    }
-    if codes.is_empty() {
-        return;
-    }
-    let reasons: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
-    tracing::warn!(
-        count = codes.values().sum::<usize>(),
-        reasons = %reasons.join(","),
-        first_subscription_ids = %Ids(&first_ids),
-        "notifications quarantined"
-    );
 }
 
 pub fn now_rfc3339() -> String {

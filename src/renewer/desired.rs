@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use crate::graph::subscriptions::eventhub_url::EventHubUrl;
 use crate::graph::subscriptions::{
-    ApiVersion, LIFETIME_MARGIN_MINUTES, ResourceKind, Subscription, choose_lifetime,
-    default_api_version, emergency_call_events, meeting_call_events, same_url, truncate,
+    ApiVersion, LIFETIME_MARGIN_MINUTES, PaymentModel, ResourceKind, Subscription, beta_only,
+    choose_lifetime, default_api_version, emergency_call_events, meeting_call_events,
+    payment_model, same_url, supported_models, truncate, with_model, without_model,
 };
 
 /// Why the desired subscriptions cannot be used. Names the entry (0-based) at fault.
@@ -69,6 +70,10 @@ pub struct DesiredEntry {
     /// `v1.0` or `beta`; defaults to what the resource needs ([`default_api_version`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// The payment model of a metered Teams API, `A` or `B` (or `?model=` in `resource`);
+    /// without one such a subscription runs in evaluation mode (see the `payment` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Free text for people reading the file; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -155,6 +160,7 @@ impl DesiredEntry {
             emergency_call_events(self.emergency_policy.as_deref().unwrap_or_default())
                 .map_err(|e| e.to_string())?
         };
+        let resource = apply_model(resource, self.model.as_deref())?;
         let kind = ResourceKind::classify(&resource);
         let change_type = match (&self.change_type, kind.default_change_type()) {
             (Some(c), _) => normalize_change_type(c)?,
@@ -175,7 +181,7 @@ impl DesiredEntry {
                 .ok_or_else(|| format!("apiVersion must be v1.0 or beta, not {v:?}"))?,
             None => default_api_version(&resource),
         };
-        if api_version == ApiVersion::V1 && default_api_version(&resource) == ApiVersion::Beta {
+        if api_version == ApiVersion::V1 && beta_only(&resource) {
             return Err(format!("{resource} exists only on the beta endpoint"));
         }
         match (self.expiration_minutes, kind.max_lifetime_minutes(true)) {
@@ -209,7 +215,46 @@ impl DesiredEntry {
     }
 }
 
+/// The resource string with its payment model: the entry's `model`, or the one the resource
+/// string carries; refused when the two disagree or Graph offers no such model for it.
+fn apply_model(resource: String, model: Option<&str>) -> Result<String, String> {
+    let parse = |v: &str| {
+        PaymentModel::parse(v)
+            .ok_or_else(|| format!("model must be A or B, not {:?}", truncate(v, 20)))
+    };
+    let given = model.map(parse).transpose()?;
+    let in_resource = crate::graph::subscriptions::model_parameter(&resource)
+        .map(parse)
+        .transpose()?;
+    let chosen = match (given, in_resource) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "model {a} disagrees with the resource's ?model={b}"
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    let Some(chosen) = chosen else {
+        return Ok(resource);
+    };
+    let supported = supported_models(&resource);
+    if !supported.contains(&chosen) {
+        let base = without_model(&resource);
+        return Err(if supported.is_empty() {
+            format!("{base} is not a metered Teams API: it takes no model")
+        } else {
+            format!("{base} takes model B only")
+        });
+    }
+    Ok(with_model(&resource, chosen))
+}
+
 impl DesiredSubscription {
+    /// The payment model the subscription is created with (`None`: not metered, or evaluation
+    /// mode).
+    pub fn model(&self) -> Option<PaymentModel> {
+        payment_model(&self.resource)
+    }
     /// The lifetime to request: the configured one, else Graph's maximum less a margin; never
     /// more than Graph allows with or without a lifecycle URL.
     pub fn lifetime(&self, has_lifecycle_url: bool) -> Duration {
@@ -266,8 +311,11 @@ pub fn normalize_change_type(value: &str) -> Result<String, String> {
 /// and whatever the depth of percent-encoding: should Graph echo `joinWebUrl` encoded once less
 /// (or more) than we sent it, the subscription still matches instead of being created again on
 /// every run.
+///
+/// The payment model (`?model=`) is not part of the identity: a subscription on another model is
+/// the same subscription to replace, since Graph cannot change the model of one.
 pub fn same_resource(a: &str, b: &str) -> bool {
-    canonical_resource(a) == canonical_resource(b)
+    canonical_resource(&without_model(a)) == canonical_resource(&without_model(b))
 }
 
 fn canonical_resource(r: &str) -> String {
@@ -387,7 +435,46 @@ mod tests {
         assert!(bad(r#"[{"resource":"/teams"}]"#).contains("changeType"));
         assert!(bad(r#"[{"resource":"/teams","changeType":"moved"}]"#).contains("moved"));
         assert!(bad(r#"[{"emergencyPolicy":"P","includeResourceData":false}]"#).contains("rich"));
-        assert!(bad(r#"[{"emergencyPolicy":"P","apiVersion":"v1.0"}]"#).contains("beta"));
+        // Emergency call events are documented on v1.0 and beta; meeting call events on beta only.
+        let emergency_v1 = parse_desired(br#"[{"emergencyPolicy":"P","apiVersion":"v1.0"}]"#);
+        assert_eq!(emergency_v1.unwrap()[0].api_version, ApiVersion::V1);
+        assert!(
+            bad(&format!(
+                r#"[{{"meetingJoinUrl":"{JOIN_URL}","apiVersion":"v1.0"}}]"#
+            ))
+            .contains("beta")
+        );
+        // Payment models: a field or the resource's ?model=, only where Graph offers them.
+        let metered = parse_desired(
+            br#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"A"},
+                 {"resource":"/teams/getAllMessages?model=B","changeType":"created"},
+                 {"resource":"/chats/getAllMembers","changeType":"created"}]"#,
+        )
+        .unwrap();
+        assert_eq!(metered[0].resource, "/chats/getAllMessages?model=A");
+        assert_eq!(metered[0].model(), Some(PaymentModel::A));
+        assert_eq!(metered[1].model(), Some(PaymentModel::B));
+        assert_eq!(metered[2].model(), None);
+        assert!(
+            bad(r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"C"}]"#)
+                .contains("A or B")
+        );
+        assert!(bad(r#"[{"resource":"/chats/getAllMessages?model=A","changeType":"created","model":"B"}]"#).contains("disagrees"));
+        assert!(
+            bad(r#"[{"resource":"/teams/getAllChannels","changeType":"created","model":"A"}]"#)
+                .contains("not a metered")
+        );
+        assert!(
+            bad(r#"[{"resource":"/me/chats/getAllMessages","changeType":"created","model":"A"}]"#)
+                .contains("model B only")
+        );
+        assert!(
+            bad(
+                r#"[{"resource":"/chats/getAllMessages","changeType":"created","model":"A"},
+                    {"resource":"/chats/getAllMessages?model=B","changeType":"created"}]"#
+            )
+            .contains("same resource")
+        );
         assert!(
             bad(r#"[{"resource":"/teams","changeType":"created","expirationMinutes":5000}]"#)
                 .contains("4320")

@@ -17,25 +17,34 @@
 //!
 //! Subscriptions of this app that deliver elsewhere or that the file no longer lists are left
 //! alone (counted as `unmanaged`): they lapse at their expiry. A reconcile right after another
-//! changes nothing. Reconciles never overlap within a process (one lock); across instances the
-//! timer trigger is a singleton, and the duplicate rule above repairs any other overlap.
+//! changes nothing. Reconciles (the timer's, `POST /renew`'s and those lifecycle reactions run)
+//! never overlap: within a process one lock, across processes and instances a lease on the
+//! archive's storage ([`crate::archive::lease`]: a Blob lease, or a lock file), taken with a
+//! bounded wait. A reauthorization is one idempotent call on one subscription and takes neither,
+//! so a slow Graph never holds the timer up behind reactions. On Flex Consumption the timer and
+//! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
+//! the duplicate rule above still repairs what an expired lease let through.
 
 pub mod desired;
 pub mod gate;
 pub mod lifecycle;
+pub mod meetings;
 pub mod reconcile;
 pub mod report;
 pub mod single_flight;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::archive::Archive;
+use crate::archive::lease::{self, Lease, LeaseError, LeaseOptions, LeaseStore};
 use crate::config::{Config, ConfigError, ReconcileOptions};
 use crate::graph::notification::ChangeNotification;
-use crate::graph::subscriptions::GraphClient;
+use crate::graph::subscriptions::{GraphClient, evaluation_mode_warning};
 use crate::keys::CertificateStore;
 use crate::logging::escape;
 pub use desired::{
@@ -45,9 +54,8 @@ pub use desired::{
 use gate::ReactionGate;
 use single_flight::{Flight, SingleFlight};
 use std::sync::Arc;
-use std::time::Duration;
 
-pub use reconcile::{listing_version, new_subscription, reconcile};
+pub use reconcile::{Plan, listing_version, new_subscription, reconcile, reconcile_plan};
 pub use report::{Action, ActionRecord, Failure, Report};
 
 /// What every subscription we create is told: where to deliver, and the shared secret.
@@ -141,6 +149,13 @@ pub struct Renewer {
     /// Resync markers go here.
     pub archive: Arc<dyn Archive>,
     pub options: ReconcileOptions,
+    /// `MEETING_SUBSCRIPTION_GRACE_MIN` when the Teams bot is configured: meetings seen
+    /// starting (in the archive) join the desired state; `None` = the file alone.
+    meetings_grace: Option<Duration>,
+    /// The reconcile's clock (tests move it instead of waiting).
+    clock: Clock,
+    /// A reconcile requested by a meeting event is queued and has not started yet.
+    pending: AtomicBool,
     /// Serializes the Graph-changing work of this process (timer and reactions).
     lock: tokio::sync::Mutex<()>,
     /// One reconcile at a time; the timer, `POST /renew` and reactions join a running one.
@@ -149,7 +164,27 @@ pub struct Renewer {
     pub reactions: ReactionGate,
     /// Waits before each look at Graph's listing that must confirm a `subscriptionRemoved`.
     pub removal_checks: Vec<Duration>,
+    /// Serializes it across processes and instances: a lease on the archive's storage.
+    lease: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
 }
+
+/// The right to change Graph: this process's lock and, when configured, the shared lease.
+pub struct Exclusive<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    lease: Option<Lease>,
+}
+
+impl Exclusive<'_> {
+    /// Gives both up (the lease at once, rather than in the background on drop).
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
+}
+
+/// The time now; replaceable so tests can move it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 /// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
 /// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
@@ -175,7 +210,11 @@ impl Renewer {
             graph,
             keys,
             archive,
+            meetings_grace: None,
+            clock: Arc::new(OffsetDateTime::now_utc),
+            pending: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
+            lease: None,
             reconciles: SingleFlight::default(),
             reactions: ReactionGate::default(),
             removal_checks: REMOVAL_CHECKS.to_vec(),
@@ -184,11 +223,18 @@ impl Renewer {
         // A missing or broken desired file never takes the receiver down: it is said loudly
         // now, and every timer run reports it in its Logs until it is fixed.
         match renewer.desired() {
-            Ok(desired) => tracing::info!(
-                subscriptions = desired.len(),
-                graph = %renewer.config.graph_endpoint,
-                "renewer ready"
-            ),
+            Ok(desired) => {
+                tracing::info!(
+                    subscriptions = desired.len(),
+                    graph = %renewer.config.graph_endpoint,
+                    "renewer ready"
+                );
+                for d in &desired {
+                    if let Some(warning) = evaluation_mode_warning(&d.resource) {
+                        tracing::warn!("{warning}");
+                    }
+                }
+            }
             Err(e) => tracing::error!(
                 error = %e,
                 "the desired subscriptions cannot be read: the renewer reports this at every run until it is fixed"
@@ -197,23 +243,100 @@ impl Renewer {
         Ok(renewer)
     }
 
-    /// The desired subscriptions, read afresh (an edited file applies at the next run).
+    /// Meetings seen starting join the desired state; their subscriptions are deleted
+    /// `grace` after the meeting's end.
+    pub fn with_meetings(mut self, grace: Duration) -> Self {
+        self.meetings_grace = Some(grace);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The desired subscriptions of the file, read afresh (an edited file applies at the next
+    /// run). Without a file (a renewer for meetings only) the file's share is empty.
     pub fn desired(&self) -> Result<Vec<DesiredSubscription>, SetupError> {
-        let path = self
-            .config
-            .subscriptions_file
-            .as_deref()
-            .ok_or(SetupError::Missing("SUBSCRIPTIONS_FILE"))?;
-        Ok(load_desired(path)?)
+        match self.config.subscriptions_file.as_deref() {
+            Some(path) => Ok(load_desired(path)?),
+            None if self.meetings_grace.is_some() => Ok(Vec::new()),
+            None => Err(SetupError::Missing("SUBSCRIPTIONS_FILE")),
+        }
+    }
+
+    /// The file's subscriptions and the meetings', and the meetings' to delete, at `now`.
+    async fn plan(
+        &self,
+        mut desired: Vec<DesiredSubscription>,
+        now: OffsetDateTime,
+    ) -> (Vec<DesiredSubscription>, Vec<String>) {
+        let Some(grace) = self.meetings_grace else {
+            return (desired, Vec::new());
+        };
+        match meetings::plan(self.archive.as_ref(), now, grace).await {
+            Ok(plan) => {
+                for meeting in plan.running {
+                    let listed = desired.iter().any(|d| {
+                        same_resource(&d.resource, &meeting.resource)
+                            && d.change_type == meeting.change_type
+                    });
+                    if !listed {
+                        desired.push(meeting);
+                    }
+                }
+                (desired, plan.over)
+            }
+            Err(e) => {
+                // The file's subscriptions still get their reconcile; meeting subscriptions
+                // are neither renewed nor deleted this time.
+                tracing::error!(error = %e, "cannot read the meetings' state from the archive");
+                (desired, Vec::new())
+            }
+        }
+    }
+
+    /// Queues a reconcile in the background (a meeting started or ended): its subscription is
+    /// made or deleted now, not at the next timer run. Requests while one is queued coalesce.
+    pub fn reconcile_soon(self: &Arc<Self>) {
+        if self.pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let renewer = self.clone();
+        tokio::spawn(async move {
+            let report = renewer.reconcile().await;
+            tracing::info!(
+                changes = report.changes(),
+                failures = report.failures(),
+                "reconcile after a meeting event"
+            );
+        });
     }
 
     pub fn delivery(&self) -> Result<Delivery, SetupError> {
         Delivery::from_config(&self.config)
     }
 
-    /// Holds off other Graph-changing work of this process while the guard lives.
-    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.lock.lock().await
+    /// Takes the lease `store` holds for every instance before any Graph-changing work.
+    pub fn with_lease(mut self, store: Arc<dyn LeaseStore>, options: LeaseOptions) -> Self {
+        self.lease = Some((store, options));
+        self
+    }
+
+    /// Holds off other Graph-changing work, of this process and of every instance sharing the
+    /// lease, while the guard lives. Fails when another instance keeps the lease past the wait.
+    pub async fn exclusive(&self) -> Result<Exclusive<'_>, LeaseError> {
+        let local = self.lock.lock().await;
+        let lease = match &self.lease {
+            Some((store, options)) => {
+                Some(lease::acquire(store.as_ref(), &lease::renewer_lease(), options).await?)
+            }
+            None => None,
+        };
+        Ok(Exclusive {
+            _local: local,
+            lease,
+        })
     }
 
     /// Replaces the waits between the listing checks of a `subscriptionRemoved`.
@@ -244,15 +367,39 @@ impl Renewer {
     /// A reconcile that treats the subscriptions `removed` as gone even if Graph still lists
     /// them (a `subscriptionRemoved` notification can arrive before the listing forgets them).
     pub async fn reconcile_excluding(&self, removed: &HashSet<String>) -> Report {
-        let _guard = self.exclusive().await;
+        let guard = match self.exclusive().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile not run");
+                let mut report = Report::new(OffsetDateTime::now_utc());
+                report.error_transient = matches!(e, LeaseError::Storage { .. });
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
+        let report = self.reconcile_locked(removed).await;
+        guard.release().await;
+        report
+    }
+
+    async fn reconcile_locked(&self, removed: &HashSet<String>) -> Report {
+        // From here on, a meeting event needs a reconcile of its own to be seen.
+        self.pending.store(false, Ordering::SeqCst);
+        let now = (self.clock)();
         let setup = self.desired().and_then(|d| Ok((d, self.delivery()?)));
         match setup {
             Ok((desired, delivery)) => {
-                reconcile(
+                let (desired, retire) = self.plan(desired, now).await;
+                let plan = Plan {
+                    desired: &desired,
+                    retire: &retire,
+                    now,
+                };
+                reconcile_plan(
                     &self.graph,
                     &self.keys,
                     &delivery,
-                    &desired,
+                    &plan,
                     &self.options,
                     removed,
                 )
@@ -260,7 +407,7 @@ impl Renewer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reconcile cannot start");
-                let mut report = Report::new(OffsetDateTime::now_utc());
+                let mut report = Report::new(now);
                 report.error = Some(e.to_string());
                 report
             }

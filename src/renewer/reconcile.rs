@@ -7,6 +7,8 @@
 //! - present: renew it when less than [`ReconcileOptions::renew_when_remaining`] of its lifetime
 //!   is left, and move it to the current certificate when it still uses another one (one PATCH);
 //!   a 404 on that PATCH means Graph lost it: create it again;
+//! - present on another payment model (`?model=`, metered Teams APIs): Graph cannot change the
+//!   model of a subscription, so it is deleted and created again on the desired one;
 //! - several present (a lost race, a retried create): keep the one that lives longest, delete
 //!   the others, so no notification is archived twice under two subscription ids.
 //!
@@ -25,7 +27,7 @@ use super::report::{Action, ActionRecord, Failure, Report};
 use crate::config::ReconcileOptions;
 use crate::graph::subscriptions::{
     ApiVersion, EncryptionCertificate, GraphClient, NewSubscription, Subscription,
-    SubscriptionUpdate,
+    SubscriptionUpdate, evaluation_mode_warning, payment_model,
 };
 use crate::keys::CertificateStore;
 
@@ -48,9 +50,49 @@ pub async fn reconcile(
     options: &ReconcileOptions,
     removed: &HashSet<String>,
 ) -> Report {
-    let now = OffsetDateTime::now_utc();
+    let plan = Plan {
+        desired,
+        retire: &[],
+        now: OffsetDateTime::now_utc(),
+    };
+    reconcile_plan(graph, keys, delivery, &plan, options, removed).await
+}
+
+/// What one reconcile is to bring about.
+pub struct Plan<'a> {
+    /// The desired subscriptions (the file's and the running meetings').
+    pub desired: &'a [DesiredSubscription],
+    /// Resources of meetings that are over: their subscriptions to this app's notification URL
+    /// are deleted (unless also desired).
+    pub retire: &'a [String],
+    /// The reconcile's clock reading (lifetimes and expiry are measured from it).
+    pub now: OffsetDateTime,
+}
+
+/// [`reconcile`] of a whole [`Plan`].
+pub async fn reconcile_plan(
+    graph: &GraphClient,
+    keys: &CertificateStore,
+    delivery: &Delivery,
+    plan: &Plan<'_>,
+    options: &ReconcileOptions,
+    removed: &HashSet<String>,
+) -> Report {
+    let (desired, now) = (plan.desired, plan.now);
     let mut report = Report::new(now);
-    let listing = listing_version(desired);
+    for warning in desired
+        .iter()
+        .filter_map(|d| evaluation_mode_warning(&d.resource))
+    {
+        tracing::warn!("{warning}");
+        report.warnings.push(warning);
+    }
+    // Meeting subscriptions live on beta: list there when some are to be retired.
+    let listing = if plan.retire.is_empty() {
+        listing_version(desired)
+    } else {
+        ApiVersion::Beta
+    };
     let listed = match graph.list(listing).await {
         Ok(v) => v,
         Err(e) => {
@@ -98,11 +140,51 @@ pub async fn reconcile(
         };
         run.bring(d, &live, &gone, &mut claimed, &mut report).await;
     }
+    retire(graph, delivery, plan, &live, &mut claimed, &mut report).await;
     report.unmanaged = live
         .iter()
         .filter(|s| !claimed.contains(&s.id) && urls.iter().any(|u| s.delivers_to(u)))
         .count();
     report
+}
+
+/// Deletes the subscriptions of meetings that are over (and no longer desired).
+async fn retire(
+    graph: &GraphClient,
+    delivery: &Delivery,
+    plan: &Plan<'_>,
+    live: &[Subscription],
+    claimed: &mut HashSet<String>,
+    report: &mut Report,
+) {
+    for resource in plan.retire {
+        if plan
+            .desired
+            .iter()
+            .any(|d| same_resource(&d.resource, resource))
+        {
+            continue;
+        }
+        let ours = |s: &&Subscription| {
+            !claimed.contains(&s.id)
+                && same_resource(&s.resource, resource)
+                && s.delivers_to(&delivery.notification_url)
+        };
+        let over: Vec<&Subscription> = live.iter().filter(ours).collect();
+        for s in over {
+            claimed.insert(s.id.clone());
+            let mut record = ActionRecord::retired(s);
+            match graph.delete(ApiVersion::Beta, &s.id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    record.action = Action::Failed;
+                    record.failure = Some(Failure::from(&e));
+                }
+            }
+            report.push(record);
+        }
+    }
 }
 
 /// The certificate to give Graph: the store's current one, if it can be exported.
@@ -212,10 +294,11 @@ impl Run<'_> {
         existing: &Subscription,
         claimed: &mut HashSet<String>,
     ) -> ActionRecord {
-        // includeResourceData cannot be patched: replace the subscription.
+        // includeResourceData and the payment model cannot be patched: replace the subscription.
         if existing
             .include_resource_data
             .is_some_and(|rich| rich != d.include_resource_data)
+            || payment_model(&existing.resource) != d.model()
         {
             return self.replace(d, existing, claimed).await;
         }

@@ -15,7 +15,7 @@ pub enum Action {
     /// Created where none existed.
     Created,
     /// Created again in place of one Graph lost (404 on renewal, expired, removed) or that could
-    /// not be changed in place (includeResourceData or changeType differ).
+    /// not be changed in place (includeResourceData, changeType or the payment model differ).
     Recreated,
     /// `expirationDateTime` extended.
     Renewed,
@@ -25,6 +25,9 @@ pub enum Action {
     Adopted,
     /// A second subscription for the same desired one, deleted.
     DuplicateDeleted,
+    /// The subscription of a meeting over for longer than `MEETING_SUBSCRIPTION_GRACE_MIN`,
+    /// deleted.
+    MeetingOver,
     /// Nothing to do.
     Unchanged,
     Failed,
@@ -39,18 +42,20 @@ impl Action {
             Action::CertificateMoved => "certificateMoved",
             Action::Adopted => "adopted",
             Action::DuplicateDeleted => "duplicateDeleted",
+            Action::MeetingOver => "meetingOver",
             Action::Unchanged => "unchanged",
             Action::Failed => "failed",
         }
     }
 
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Created,
         Action::Recreated,
         Action::Renewed,
         Action::CertificateMoved,
         Action::Adopted,
         Action::DuplicateDeleted,
+        Action::MeetingOver,
         Action::Unchanged,
         Action::Failed,
     ];
@@ -124,6 +129,20 @@ impl ActionRecord {
         self
     }
 
+    /// A meeting's subscription deleted because the meeting is over.
+    pub(crate) fn retired(s: &Subscription) -> Self {
+        ActionRecord {
+            action: Action::MeetingOver,
+            resource: s.resource.clone(),
+            change_type: s.change_type.clone(),
+            api_version: ApiVersion::Beta,
+            subscription_id: None,
+            previous_id: Some(s.id.clone()),
+            expiration: None,
+            failure: None,
+        }
+    }
+
     pub(crate) fn failed(desired: &DesiredSubscription, failure: Failure) -> Self {
         let mut r = ActionRecord::new(Action::Failed, desired);
         r.failure = Some(failure);
@@ -172,6 +191,9 @@ pub struct Report {
     pub error: Option<String>,
     /// The run-level error may go away on retry.
     pub error_transient: bool,
+    /// What works today but will stop (metered Teams APIs in evaluation mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -184,6 +206,7 @@ impl Report {
             actions: Vec::new(),
             error: None,
             error_transient: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -239,6 +262,7 @@ impl Report {
         if let Some(e) = &self.error {
             lines.push(format!("renew: reconcile failed: {e}"));
         }
+        lines.extend(self.warnings.iter().map(|w| format!("renew: warning: {w}")));
         lines.extend(self.actions.iter().map(|a| format!("renew: {}", a.line())));
         lines.push(format!(
             "renew: {} listed, {} changes, {} unchanged, {} failed, {} unmanaged",

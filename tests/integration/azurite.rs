@@ -126,6 +126,12 @@ impl Azurite {
         &self.endpoint
     }
 
+    /// The emulator's process id (the throughput benchmark reads its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills this instance and waits for it: its port then refuses connections.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -2,8 +2,11 @@
 //! (Graph, Entra ID, Key Vault, the Functions host) are fakes speaking their documented wire
 //! protocol on loopback; Blob Storage is the real Azurite emulator.
 
+mod alerts;
 mod archive;
+mod attendance;
 mod azurite;
+mod bot;
 mod cli;
 mod eventhub;
 mod faults;

@@ -30,6 +30,13 @@ param graphClientSecretName string = 'graph-client-secret'
 @secure()
 param graphClientSecretValue string = ''
 
+@description('Name of the secret holding the Teams bot\'s client secret.')
+param botClientSecretName string = 'bot-client-secret'
+
+@description('Client secret of the bot\'s Entra app; empty = none is stored (the bot is the managed identity).')
+@secure()
+param botClientSecretValue string = ''
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
   location: location
@@ -79,9 +86,23 @@ resource graphClientSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (
   }
 }
 
+resource botClientSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(botClientSecretValue)) {
+  // checkov:skip=CKV_AZURE_114:contentType is set below; checkov does not read the properties of a conditional resource
+  parent: vault
+  name: botClientSecretName
+  properties: {
+    value: botClientSecretValue
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
 output name string = vault.name
 output id string = vault.id
 output vaultUri string = vault.properties.vaultUri
 // Versionless secret URIs: a Key Vault reference then follows the latest version.
 output clientStateSecretUri string = '${vault.properties.vaultUri}secrets/${clientStateSecret.name}'
 output graphClientSecretUri string = empty(graphClientSecretValue) ? '' : '${vault.properties.vaultUri}secrets/${graphClientSecretName}'
+output botClientSecretUri string = empty(botClientSecretValue) ? '' : '${vault.properties.vaultUri}secrets/${botClientSecretName}'

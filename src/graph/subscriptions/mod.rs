@@ -23,6 +23,7 @@ mod error;
 pub mod eventhub_url;
 mod lifetime;
 mod model;
+mod payment;
 mod resource;
 
 pub use client::{GraphClient, RetryPolicy, parse_retry_after};
@@ -34,8 +35,12 @@ pub use lifetime::{
 pub use model::{
     EncryptionCertificate, NewSubscription, Subscription, SubscriptionUpdate, format_time, same_url,
 };
+pub use payment::{
+    PaymentModel, evaluation_mode_warning, model_parameter, payment_model, supported_models,
+    with_model, without_model,
+};
 pub use resource::{
-    ApiVersion, ResourceError, ResourceKind, TeamsResource, default_api_version,
+    ApiVersion, ResourceError, ResourceKind, TeamsResource, beta_only, default_api_version,
     emergency_call_events, encode_join_web_url, meeting_call_events,
 };
 

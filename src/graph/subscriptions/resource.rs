@@ -43,7 +43,7 @@ pub enum ResourceKind {
     /// `communications/onlineMeetings(joinWebUrl='...')/meetingCallEvents` (beta; see
     /// Microsoft's "Get change notifications for Teams meeting call events" document).
     MeetingCallEvents,
-    /// `communications/calls/getEmergencyEventsByPolicy(policyName='...')` (beta; see
+    /// `communications/calls/getEmergencyEventsByPolicy(policyName='...')` (v1.0 and beta; see
     /// Microsoft's document on change notifications for emergency call events).
     EmergencyCallEvents,
     CallRecording,
@@ -122,17 +122,25 @@ impl ResourceKind {
     }
 }
 
-/// The API version a resource needs: meeting call events, emergency call events and the
+/// Whether a resource exists only on beta: meeting call events and the
 /// `installedToOnlineMeetings` paths (marked `*` in Microsoft's "Change notifications for
-/// Microsoft Teams resources" document) exist only on beta.
+/// Microsoft Teams resources" document).
+pub fn beta_only(resource: &str) -> bool {
+    ResourceKind::classify(resource) == ResourceKind::MeetingCallEvents
+        || resource
+            .to_ascii_lowercase()
+            .contains("/installedtoonlinemeetings/")
+}
+
+/// The API version a resource gets when the desired file names none: beta for the beta-only
+/// resources, and beta for emergency call events too. Those are documented on v1.0 as well and
+/// `apiVersion: "v1.0"` selects it; beta stays their default because it is where Microsoft's
+/// emergency call events document and its `emergencyCallEvent` samples (the payloads this
+/// handler types) were written, and where deployments made before v1.0 existed keep their one
+/// subscription per policy. Everything else: v1.0.
 pub fn default_api_version(resource: &str) -> ApiVersion {
-    let beta_only = matches!(
-        ResourceKind::classify(resource),
-        ResourceKind::MeetingCallEvents | ResourceKind::EmergencyCallEvents
-    ) || resource
-        .to_ascii_lowercase()
-        .contains("/installedtoonlinemeetings/");
-    if beta_only {
+    if beta_only(resource) || ResourceKind::classify(resource) == ResourceKind::EmergencyCallEvents
+    {
         ApiVersion::Beta
     } else {
         ApiVersion::V1

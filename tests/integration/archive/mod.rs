@@ -17,6 +17,8 @@ use teams_notifications::archive::{Archive, ArchiveError, Kind, ObjectName, Writ
 
 use crate::azurite::{self, Azurite};
 
+mod lease;
+
 fn digest(i: u32) -> String {
     format!("{i:064x}")
 }

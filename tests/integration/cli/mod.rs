@@ -171,7 +171,7 @@ async fn demo_runs_to_completion_and_its_archive_holds_the_decoded_meeting() {
         }
     }
     let expected: std::collections::BTreeMap<String, i32> = [
-        ("callevent", 6),
+        ("callevent", 8),
         ("chat", 1),
         ("chatMessage", 4),
         ("conversationMember", 1),
@@ -196,6 +196,22 @@ async fn demo_runs_to_completion_and_its_archive_holds_the_decoded_meeting() {
     assert_eq!(archive.list(Kind::Quarantine).await.unwrap().len(), 2);
     assert_eq!(archive.list(Kind::Rejected).await.unwrap().len(), 1);
     assert_eq!(archive.list(Kind::Lifecycle).await.unwrap().len(), 1);
+
+    // It ends with the meeting's attendance page, and says where it is.
+    let page = std::fs::canonicalize(dir.path().join("attendance.html")).unwrap();
+    assert!(
+        stdout.trim_end().ends_with(&page.display().to_string()),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for wanted in [
+        "Guest Caller waited in the lobby",
+        "Nestor Wilke left the roster",
+        "Participant has been removed from the meeting call.",
+        "call ended",
+    ] {
+        assert!(html.contains(wanted), "{wanted:?} missing from the page");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,15 +21,16 @@ use crate::support::{CLIENT_STATE, TestApp, fixture, fixture_with_client_state, 
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const APP_ID: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
-struct Rig {
-    app: TestApp,
-    issuer: LocalIssuer,
-    keys: Vec<DecryptionKey>,
+/// The app trusting a local issuer and holding local keys (the attendance tests use it too).
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
+    pub(crate) issuer: LocalIssuer,
+    pub(crate) keys: Vec<DecryptionKey>,
     _certs: tempfile::TempDir,
 }
 
 /// The app with `keys` as local PEM files (`id=path`) and trusting a fresh local issuer.
-async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
+pub(crate) async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
     let issuer = LocalIssuer::start().await.unwrap();
     let certs = tempfile::tempdir().unwrap();
     let list: Vec<String> = keys
@@ -58,7 +59,7 @@ async fn rig(keys: Vec<DecryptionKey>, extra: &[(&str, &str)]) -> Rig {
     }
 }
 
-fn target() -> Target {
+pub(crate) fn target() -> Target {
     Target {
         subscription_id: "sub-rich".into(),
         client_state: CLIENT_STATE.into(),
@@ -94,15 +95,15 @@ fn without_trailing_commas(s: &str) -> String {
 }
 
 impl Rig {
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         self.issuer.mint(&TokenSpec::v2(TENANT, APP_ID))
     }
 
-    fn item(&self, step: &Step, key: &DecryptionKey) -> Value {
+    pub(crate) fn item(&self, step: &Step, key: &DecryptionKey) -> Value {
         simulate::rich_item(step, &target(), &key.certificate, &key.id).unwrap()
     }
 
-    async fn send(&self, items: Vec<Value>, tokens: &[String]) -> StatusCode {
+    pub(crate) async fn send(&self, items: Vec<Value>, tokens: &[String]) -> StatusCode {
         self.app
             .post("/api/notifications", simulate::collection(items, tokens))
             .await
@@ -484,4 +485,66 @@ async fn a_resent_rich_batch_is_one_event_per_item() {
     }
     assert_eq!(r.app.objects(Kind::Events).await.len(), n);
     assert_eq!(r.app.objects(Kind::Raw).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_resend_after_a_restart_is_not_decrypted_again() {
+    let key = dev::self_signed("k1", 30);
+    let first = rig(vec![key], &[]).await;
+    let items: Vec<Value> = simulate::steps(simulate::Scenario::Meeting, 0)
+        .iter()
+        .map(|s| first.item(s, &first.keys[0]))
+        .collect();
+    assert_eq!(
+        first.send(items.clone(), &[first.token()]).await,
+        StatusCode::ACCEPTED
+    );
+    let before = first.app.counts().await;
+    assert_eq!(before.get("events"), Some(&items.len()));
+
+    // A fresh process on the same archive, with no key at all: an item it tried to decrypt
+    // would be quarantined (`noKeys`). The resend, plus one new item, arrives there.
+    let archive = first.app.archive_dir.display().to_string();
+    let issuer = first.issuer.authority_host().to_string();
+    let restarted = spawn_app(&[
+        ("ARCHIVE_DIR", archive.as_str()),
+        ("GRAPH_TENANT_ID", TENANT),
+        ("GRAPH_CLIENT_ID", APP_ID),
+        ("AUTHORITY_HOST", issuer.as_str()),
+    ])
+    .await;
+    let resend = simulate::collection(items.clone(), &[first.token()]);
+    let response = restarted.post("/api/notifications", resend).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        first.app.counts().await,
+        before,
+        "every item was known by name: nothing decrypted, nothing written"
+    );
+
+    let mut with_new = items.clone();
+    with_new.push(first.item(
+        &simulate::steps(simulate::Scenario::Meeting, 1)[0],
+        &first.keys[0],
+    ));
+    let response = restarted
+        .post(
+            "/api/notifications",
+            simulate::collection(with_new, &[first.token()]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // (The restarted app writes into the first one's archive folder.)
+    let after = first.app.counts().await;
+    assert_eq!(after.get("events"), before.get("events"));
+    assert_eq!(
+        after.get("quarantine"),
+        Some(&1),
+        "only the new item was tried: no key here"
+    );
+    assert_eq!(
+        after.get("raw"),
+        Some(&2),
+        "the new batch is kept raw for its replay"
+    );
 }

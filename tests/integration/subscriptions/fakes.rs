@@ -153,6 +153,10 @@ struct GraphInner {
     /// Replaces the `@odata.nextLink` host (to test that the client refuses to follow it).
     foreign_next_link: Option<String>,
     base: String,
+    /// Every answer waits this long (to see whether two renewers' requests interleave).
+    delay: Option<Duration>,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 /// Graph's subscriptions API, with state.
@@ -205,6 +209,16 @@ impl FakeGraph {
 
     pub fn set_page_size(&self, n: usize) {
         self.inner.lock().unwrap().page_size = n;
+    }
+
+    /// Delays every answer by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.lock().unwrap().delay = Some(delay);
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.inner.lock().unwrap().arrivals.clone()
     }
 
     pub fn set_foreign_next_link(&self, base: &str) {
@@ -293,7 +307,8 @@ impl FakeGraph {
         }
         let resource = body["resource"].as_str().unwrap().to_string();
         let kind = classify(&resource);
-        if version == "v1.0" && kind != "teams" {
+        // Emergency call events exist on v1.0 and beta; meeting call events on beta only.
+        if version == "v1.0" && kind == "meeting" {
             return graph_error(
                 400,
                 "BadRequest",
@@ -425,6 +440,21 @@ impl FakeGraph {
 
 impl Respond for FakeGraph {
     fn respond(&self, req: &Request) -> ResponseTemplate {
+        let delay = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.arrivals.push(std::time::Instant::now());
+            inner.delay
+        };
+        let answer = self.answer(req);
+        match delay {
+            Some(d) => answer.set_delay(d),
+            None => answer,
+        }
+    }
+}
+
+impl FakeGraph {
+    fn answer(&self, req: &Request) -> ResponseTemplate {
         let authorized = req
             .headers
             .get("authorization")
@@ -537,6 +567,15 @@ pub async fn harness(desired: Value) -> Harness {
 }
 
 pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness {
+    harness_with_clock(desired, overrides, None).await
+}
+
+/// [`harness_with`], the renewer reading `clock` (tests move time instead of waiting).
+pub async fn harness_with_clock(
+    desired: Value,
+    overrides: &[(&str, &str)],
+    clock: Option<teams_notifications::renewer::Clock>,
+) -> Harness {
     let (graph, fake) = FakeGraph::start().await;
     let (entra, entra_front) = fake_entra().await;
     let dir = tempfile::tempdir().unwrap();
@@ -582,15 +621,16 @@ pub async fn harness_with(desired: Value, overrides: &[(&str, &str)]) -> Harness
     // The production builder: one HTTP client (trusting the fake Entra's test CA), the real
     // credential, certificate store, archive and renewer.
     let key = current_key().clone();
-    let app = teams_notifications::startup::Builder::new(config.clone())
+    let mut builder = teams_notifications::startup::Builder::new(config.clone())
         .with_http(TlsFront::client())
         .with_env(|_| None)
         .with_graph_retry(fast_retry())
         // Short waits between the listing checks that confirm a subscriptionRemoved.
-        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)])
-        .build()
-        .await
-        .expect("the app starts");
+        .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)]);
+    if let Some(clock) = clock {
+        builder = builder.with_renewer_clock(clock);
+    }
+    let app = builder.build().await.expect("the app starts");
     let ctx = app.renewer.clone().expect("SUBSCRIPTIONS_FILE is set");
     let server = crate::support::spawn_with_state(
         app.state(),

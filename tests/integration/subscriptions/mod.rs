@@ -2,8 +2,9 @@
 //! timer invocation, the lifecycle reactions, and the wiring through the real server.
 
 mod calm;
+mod deployment;
 mod eventhub;
-mod fakes;
+pub mod fakes;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ fn seeds() -> Value {
     ])
 }
 
-fn chat_only() -> Value {
+pub(crate) fn chat_only() -> Value {
     json!([{"resource": CHAT_MESSAGES, "changeType": "created,updated", "includeResourceData": true}])
 }
 
@@ -67,7 +68,7 @@ fn lifecycle_item(subscription_id: &str, event: &str) -> ChangeNotification {
         .remove(0)
 }
 
-fn timer_body(past_due: bool) -> Vec<u8> {
+pub(crate) fn timer_body(past_due: bool) -> Vec<u8> {
     json!({
         "Data": {"timer": {
             "Schedule": {"AdjustForDST": true},

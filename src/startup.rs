@@ -5,6 +5,9 @@
 //! each module what it needs. `serve`, the operator's commands, the demo and the tests all start
 //! here, so they all run the production wiring. Nothing imports this module but `main` and `cli`.
 
+mod event_hubs;
+mod receiver_checks;
+
 use std::sync::{Arc, OnceLock};
 
 use azure_core::credentials::TokenCredential;
@@ -17,15 +20,12 @@ use crate::archive::{self, Archive, ArchiveError};
 use crate::bot::auth::BotAuthenticator;
 use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
 use crate::config::{ArchiveConfig, Config};
-use crate::eventhub::large_payload::{PayloadStore, PayloadStoreConfigError};
-use crate::eventhub::payload::Limits;
-use crate::eventhub::spool::Spool;
+use crate::eventhub::large_payload::PayloadStoreConfigError;
 use crate::functions::eventhub::EventHubFunction;
 use crate::functions::replay::ReplayTimer;
 use crate::functions::routes::AppState;
-use crate::graph::subscriptions::eventhub_url::{EventHubUrl, EventHubUrlError};
+use crate::graph::subscriptions::eventhub_url::EventHubUrlError;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
-use crate::graph::tokens::TokenValidator;
 use crate::identity::{self, Audience, IdentityError};
 use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
@@ -218,12 +218,10 @@ impl Builder {
                     crate::ops::replay::replay_unattended(&replay_archive, &keys, payloads).await;
             });
         }
-        let tokens = token_validator(&self.config, http.clone());
-        warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
+        let tokens = receiver_checks::token_validator(&self.config, http.clone());
+        receiver_checks::warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
         let renewer = self.renewer(&http, keys.clone(), archive.clone(), leases)?;
-        if let Some(url) = &self.config.event_hub.notification_url {
-            EventHubUrl::parse(url).map_err(StartError::EventHubUrl)?;
-        }
+        self.check_event_hub_url()?;
         let alerts = self.alert_dispatcher(&http, archive.clone())?;
         if let Some(dispatcher) = &alerts {
             spawn_startup_sweep(dispatcher.clone());
@@ -244,17 +242,7 @@ impl Builder {
                 })
             }),
         });
-        let eventhub = Arc::new(EventHubFunction {
-            receiver: receiver.clone(),
-            spool: Spool::new(&self.config.event_hub.spool_dir),
-            limits: Limits::default(),
-        });
-        let replay = Arc::new(ReplayTimer {
-            archive: archive.clone(),
-            keys: keys.clone(),
-            payloads,
-            eventhub: eventhub.clone(),
-        });
+        let (eventhub, replay) = self.event_hub_functions(&receiver, payloads);
         Ok(App {
             config: self.config,
             http,
@@ -418,26 +406,6 @@ impl Builder {
             return Ok((store, None));
         }
         Ok((CertificateStore::empty(), None))
-    }
-
-    /// The container of large Event Hubs payloads, when `EVENTHUB_PAYLOAD_CONTAINER_URL` is set:
-    /// a SAS URL is used as is, a plain https URL with the app's credential.
-    pub fn payload_store(
-        &self,
-        http: &reqwest::Client,
-    ) -> Result<Option<Arc<PayloadStore>>, StartError> {
-        let Some(url) = &self.config.event_hub.payload_container_url else {
-            return Ok(None);
-        };
-        let credential = if url.contains('?') {
-            None
-        } else {
-            Some(self.azure_credential(http)?)
-        };
-        let transport = Some(Transport::new(Arc::new(http.clone())));
-        Ok(Some(Arc::new(PayloadStore::new(
-            url, credential, transport,
-        )?)))
     }
 
     /// The Graph subscriptions client, with the app's credential.
@@ -605,35 +573,5 @@ fn client_options(http: &reqwest::Client) -> ClientOptions {
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
         ..ClientOptions::default()
-    }
-}
-
-/// The validationTokens checker, when the app's identity is configured.
-fn token_validator(config: &Config, http: reqwest::Client) -> Option<Arc<TokenValidator>> {
-    if config.client_ids.is_empty() || config.tenant_ids.is_empty() {
-        return None;
-    }
-    Some(Arc::new(TokenValidator::new(
-        &config.authority_host,
-        config.client_ids.clone(),
-        config.tenant_ids.clone(),
-        http,
-    )))
-}
-
-/// Start-up warnings for settings whose absence turns a whole class of notification away.
-fn warn_about_gaps(config: &Config, has_validator: bool, no_keys: bool) {
-    if config.client_state.is_none() {
-        tracing::warn!("NOTIFICATION_CLIENT_STATE is not set: every notification will be dropped");
-    }
-    if !has_validator {
-        tracing::warn!(
-            "GRAPH_CLIENT_ID / GRAPH_TENANT_ID not set: rich notifications cannot be validated and will be rejected"
-        );
-    }
-    if no_keys {
-        tracing::warn!(
-            "no decryption certificate configured: rich notifications will be quarantined"
-        );
     }
 }

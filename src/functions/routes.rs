@@ -55,6 +55,38 @@ pub async fn run(
     super::connections::serve(listener, warp::service(routes(state)), options, shutdown).await;
 }
 
+/// Every path that takes a POST (others answer 405 with `Allow: POST` to other methods).
+const POST_PATHS: [&str; 7] = [
+    "/api/notifications",
+    "/api/lifecycle",
+    "/api/messages",
+    "/renew",
+    "/eventhub",
+    "/replay",
+    "/alerts",
+];
+
+/// `POST /{path}`: the body, read up to `limit` bytes within the read deadline, goes to `handle`.
+fn post_route<F, Fut>(
+    path: &'static str,
+    limit: u64,
+    state: AppState,
+    handle: F,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone
+where
+    F: Fn(AppState, Result<Bytes, BodyError>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = warp::reply::Response> + Send,
+{
+    warp::path(path)
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(body_limited(limit, state.limits.body_read_timeout))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let (state, handle) = (state.clone(), handle.clone());
+            async move { Ok::<_, Rejection>(handle(state, body).await) }
+        })
+}
+
 /// Every route, with rejections mapped to a status and a short reason.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let ready = warp::path::end()
@@ -64,52 +96,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let notifications = endpoint("notifications", Endpoint::Notifications, state.clone());
     let lifecycle = endpoint("lifecycle", Endpoint::Lifecycle, state.clone());
 
-    let renew_state = state.clone();
-    let renew = warp::path!("renew")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_body_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = renew_state.clone();
-            async move { Ok::<_, Rejection>(renew(state, body).await) }
-        });
-
-    let eventhub_state = state.clone();
-    let eventhub = warp::path!("eventhub")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_invocation_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = eventhub_state.clone();
-            async move { Ok::<_, Rejection>(eventhub_invocation(state, body).await) }
-        });
-    let replay_state = state.clone();
-    let replay = warp::path!("replay")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_body_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = replay_state.clone();
-            async move { Ok::<_, Rejection>(replay_timer(state, body).await) }
-        });
-
-    let alerts_state = state.clone();
-    let alert_timer = warp::path!("alerts")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_body_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = alerts_state.clone();
-            async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
-        });
+    let renew = post_route("renew", state.max_body_bytes, state.clone(), renew);
+    let eventhub = post_route(
+        "eventhub",
+        state.max_invocation_bytes,
+        state.clone(),
+        eventhub_invocation,
+    );
+    let replay = post_route("replay", state.max_body_bytes, state.clone(), replay_timer);
+    let alert_timer = post_route("alerts", state.max_body_bytes, state.clone(), alert_timer);
     let messages = super::messages::route(
         state.messages.clone(),
         state.max_body_bytes,
@@ -117,19 +112,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     );
 
     // Known paths answer 405 to other methods, with `Allow`.
-    let known = warp::path!("api" / "notifications")
-        .or(warp::path!("api" / "lifecycle"))
-        .unify()
-        .or(warp::path!("api" / "messages"))
-        .unify()
-        .or(warp::path!("renew"))
-        .unify()
-        .or(warp::path!("eventhub"))
-        .unify()
-        .or(warp::path!("replay"))
-        .unify()
-        .or(warp::path!("alerts"))
-        .unify()
+    let known = warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            if POST_PATHS.contains(&path.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .map(|| {
             warp::reply::with_header(
                 warp::reply::with_status("method not allowed", StatusCode::METHOD_NOT_ALLOWED),

@@ -372,16 +372,35 @@ impl Receiver {
             return Ok(staged);
         }
 
+        self.stage_rich(&mut staged, received_at, check, event_hub, batch.rich)
+            .await;
+        Ok(staged)
+    }
+
+    /// The rich items of one body: the raw batch (unless every item is archived already), then
+    /// each item to decrypt, its payload fetched first when Graph left it in blob storage.
+    /// `tokens_verified` and `event_hub` go into the raw record.
+    async fn stage_rich(
+        &self,
+        staged: &mut Staged,
+        received_at: &str,
+        tokens_verified: bool,
+        event_hub: Option<&serde_json::Value>,
+        rich: Vec<ChangeNotification>,
+    ) {
         // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
         // Each item's canonical form is computed once, for the raw batch and the item's name.
-        let rich = batch.rich;
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
         // A resend: items whose event exists skip their decryption and writes (see `resend`).
         let archived = self.already_archived(&rich, &canonicals).await;
         if archived.contains(&false) {
-            staged
-                .first
-                .push(raw_entry(received_at, check, event_hub, &rich, &canonicals));
+            staged.first.push(raw_entry(
+                received_at,
+                tokens_verified,
+                event_hub,
+                &rich,
+                &canonicals,
+            ));
         }
         let fresh = resend::keep_new(rich, canonicals, &archived, &mut staged.receipt);
         for (item, canonical) in fresh {
@@ -396,7 +415,6 @@ impl Receiver {
                 }
             }
         }
-        Ok(staged)
     }
 
     /// The first pass (see [`intake`]), on the blocking pool.

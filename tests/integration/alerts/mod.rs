@@ -310,8 +310,7 @@ async fn an_emergency_call_through_event_hubs_alerts_once_and_a_redelivery_does_
     // Graph sends no validationTokens through a hub.
     let item = emergency_item(&r.key, emergency_payload("call-hub", "callStarted"));
     let body = simulate::collection(vec![item], &[]);
-    let invocation =
-        eventhub_host::invocation(&[body.clone()], HostEncoding::StringOfArray, None, "0", 7);
+    let invocation = eventhub_host::invocation(&[body], HostEncoding::StringOfArray, None, "0", 7);
 
     let answer = r.app.post("/eventhub", invocation.clone()).await;
     assert_eq!(answer.status(), StatusCode::OK);

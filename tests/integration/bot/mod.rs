@@ -2,7 +2,7 @@
 //! fake Bot Connector (OpenID metadata, JWKS with endorsements, the Bot APIs), the fake Entra
 //! (the bot's token, Entra's metadata) and the fake Graph from the renewer's tests.
 
-mod fake;
+pub mod fake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -634,7 +634,8 @@ async fn the_connector_client_sends_proactive_messages_to_bot_framework_hosts_on
         .send_to_conversation(&b.service_url(), "19:alerts@thread.tacv2", &message)
         .await
         .unwrap();
-    assert_eq!(answer["id"], "1700000000000");
+    assert_eq!(answer.id.as_deref(), Some("1700000000000"));
+    assert_eq!(answer.status, 200);
     let call = b.connector.calls().pop().unwrap();
     assert_eq!(call.method, "POST");
     assert_eq!(

@@ -133,7 +133,8 @@ fn answer_of(
         }),
         Err(BotApiError::Token(e)) => Err(SendError::BotToken(cause_chain(&e))),
         Err(e @ BotApiError::Request { .. }) => {
-            let timed_out = matches!(&e, BotApiError::Request { source, .. } if source.is_timeout());
+            let timed_out =
+                matches!(&e, BotApiError::Request { source, .. } if source.is_timeout());
             if timed_out {
                 Err(SendError::Timeout)
             } else {

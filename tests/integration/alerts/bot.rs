@@ -23,8 +23,8 @@ use crate::bot::fake::{
     BOT_ACCESS_TOKEN, BOT_APP_ID, BOT_SECRET, BOT_TENANT, Call, FIRST_ACTIVITY_ID, FakeConnector,
     mount_bot_token,
 };
-use crate::support::{CapturedLogs, TestApp};
 use crate::subscriptions::fakes::{TlsFront, fake_entra, pki};
+use crate::support::{CapturedLogs, TestApp};
 
 /// The security desk's channel.
 const CONVERSATION: &str = "19:desk@thread.tacv2";
@@ -480,7 +480,9 @@ async fn alert_test_and_alerts_include_the_bot_route() {
     let origin = format!("http://127.0.0.1:{}", port_of(&connector));
     assert!(
         stdout.contains(&format!("bot {origin} (bot-"))
-            && stdout.contains(&format!("answered 200: posted activity {FIRST_ACTIVITY_ID}")),
+            && stdout.contains(&format!(
+                "answered 200: posted activity {FIRST_ACTIVITY_ID}"
+            )),
         "{stdout}"
     );
     let calls = activity_calls(&connector);

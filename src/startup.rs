@@ -56,6 +56,8 @@ pub enum StartError {
     EventHubUrl(#[source] EventHubUrlError),
     #[error("{name}: {reason}")]
     Alerts { name: &'static str, reason: String },
+    #[error("ALERT_BOT_CONVERSATION: {0}")]
+    BotRoute(#[from] crate::alerts::bot::BotRouteError),
 }
 
 /// How often Key Vault certificates are re-read (new versions appear without a restart; an
@@ -82,6 +84,9 @@ pub struct Builder {
     azure_credential: OnceLock<Arc<dyn TokenCredential>>,
     /// Graph's credential, built on first use (the same object when the kinds agree).
     graph_credential: OnceLock<Arc<dyn TokenCredential>>,
+    /// The bot's connector client (and its credential), built on first use: the messaging
+    /// endpoint and the alerts' bot route share it.
+    bot_connector: OnceLock<ConnectorClient>,
 }
 
 /// The running service's parts, built once and shared.
@@ -136,6 +141,7 @@ impl Builder {
             certificate_retry: Backoff::default(),
             azure_credential: OnceLock::new(),
             graph_credential: OnceLock::new(),
+            bot_connector: OnceLock::new(),
         }
     }
 
@@ -507,12 +513,16 @@ impl Builder {
         let Some(bot) = &self.config.bot else {
             return Ok(None);
         };
+        if let Some(connector) = self.bot_connector.get() {
+            return Ok(Some(connector.clone()));
+        }
         let policy = match &bot.service_url_hosts {
             Some(hosts) => ServiceUrlPolicy::new(hosts.iter().map(String::as_str)),
             None => ServiceUrlPolicy::default(),
         };
         let credential = identity::bot_credential(&self.config, bot, http.clone())?;
-        Ok(Some(ConnectorClient::new(http.clone(), credential, policy)))
+        let connector = ConnectorClient::new(http.clone(), credential, policy);
+        Ok(Some(self.bot_connector.get_or_init(|| connector).clone()))
     }
 }
 
@@ -530,12 +540,14 @@ impl Builder {
             );
             return Ok(None);
         }
-        if settings.bot_conversation.is_some() {
-            return Err(StartError::Alerts {
-                name: "ALERT_BOT_CONVERSATION",
-                reason: "the bot route needs the Teams bot (BOT_APP_ID, BOT_TENANT_ID, BOT_CLIENT_SECRET)".into(),
-            });
-        }
+        // The bot route posts through the bot's own connector client (its token, its allow-list).
+        let bot = match &settings.bot_conversation {
+            Some(conversation) => Some(crate::alerts::bot::poster(
+                conversation,
+                self.connector_client(http)?,
+            )?),
+            None => None,
+        };
         let routes = crate::alerts::routes::from_config(settings);
         for route in &routes {
             tracing::info!(route = %route.label(), "alert route");
@@ -544,7 +556,7 @@ impl Builder {
             http.clone(),
             archive,
             routes,
-            None,
+            bot,
             settings.retry_for,
         ))))
     }

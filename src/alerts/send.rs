@@ -23,6 +23,9 @@ const EXCERPT_CHARS: usize = 200;
 pub struct Answer {
     pub status: u16,
     pub excerpt: String,
+    /// The bot route only: the id of the message the Bot Connector created or replaced (its
+    /// `ResourceResponse`), kept in the delivery record so the call's follow-up can replace it.
+    pub activity_id: Option<String>,
 }
 
 /// Why a send failed (every variant is retried).
@@ -38,6 +41,8 @@ pub enum SendError {
     NoBot,
     #[error("bot token: {0}")]
     BotToken(String),
+    #[error("bot: {0}")]
+    Bot(String),
 }
 
 impl SendError {
@@ -69,14 +74,17 @@ pub fn cause_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// What posts a proactive message as the Teams bot (the Bot Connector client).
+/// What posts a proactive message as the Teams bot (the Bot Connector client, [`super::bot`]).
 #[async_trait::async_trait]
 pub trait BotPoster: Send + Sync {
-    /// `POST {serviceUrl}/v3/conversations/{conversationId}/activities` with a Bot Connector token.
-    async fn post_activity(
+    /// `POST {serviceUrl}/v3/conversations/{conversationId}/activities` with the bot's token; with
+    /// `replaces`, `PUT …/activities/{replaces}` instead (the bot's earlier message is replaced).
+    /// A 2xx answer names the message's activity id.
+    async fn send_activity(
         &self,
         conversation: &BotConversation,
         activity: &Value,
+        replaces: Option<&str>,
     ) -> Result<Answer, SendError>;
 }
 
@@ -107,7 +115,11 @@ pub async fn send(
                 answer(request).await
             }
             Target::Bot(conversation) => match bot {
-                Some(bot) => bot.post_activity(conversation, &message.activity()).await,
+                Some(bot) => {
+                    let replaces = message.replaces.as_deref();
+                    bot.send_activity(conversation, &message.activity(), replaces)
+                        .await
+                }
                 None => Err(SendError::NoBot),
             },
         }
@@ -127,7 +139,11 @@ pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, SendErro
     let status = response.status().as_u16();
     let excerpt = excerpt(response).await;
     if (200..300).contains(&status) {
-        Ok(Answer { status, excerpt })
+        Ok(Answer {
+            status,
+            excerpt,
+            activity_id: None,
+        })
     } else {
         Err(SendError::Status { status, excerpt })
     }

@@ -57,48 +57,17 @@ pub struct SimulateArgs {
 }
 
 pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
-    let client_state = config
-        .client_state
-        .as_ref()
-        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string())
-        .context("NOTIFICATION_CLIENT_STATE must be set (the same value the handler has)")?;
-    let tenant = config
-        .tenant_ids
-        .first()
-        .context("GRAPH_TENANT_ID must be set")?
-        .clone();
-    let audience = config
-        .client_ids
-        .first()
-        .context("GRAPH_CLIENT_ID must be set")?
-        .clone();
+    let (target, audience) = target(config)?;
     let (certificate, cert_id) = certificate(&args, config)?;
-
     let issuer = LocalIssuer::start_persistent(args.issuer_port, &args.issuer_key).await?;
     println!(
         "token issuer at {} (run the handler with AUTHORITY_HOST={})",
         issuer.authority_host(),
         issuer.authority_host()
     );
-    let tokens = vec![issuer.mint(&TokenSpec::v2(&tenant, &audience))];
+    let tokens = vec![issuer.mint(&TokenSpec::v2(&target.tenant_id, &audience))];
 
-    let target = Target {
-        subscription_id: "simulated-subscription".into(),
-        client_state,
-        tenant_id: tenant,
-    };
-    let count = if args.count == 0 {
-        simulate::steps(args.scenario, 0).len()
-    } else {
-        args.count
-    };
-    let mut steps = Vec::with_capacity(count);
-    let mut round = 0;
-    while steps.len() < count {
-        steps.extend(simulate::steps(args.scenario, round));
-        round += 1;
-    }
-    steps.truncate(count);
+    let steps = steps(args.scenario, args.count);
     let batch = args.batch.max(1);
     let items = steps
         .iter()
@@ -116,7 +85,7 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
     let stats = simulate::post_all(&http, &args.url, bodies, args.rate).await;
     println!(
         "{} notification(s) of scenario {:?} in batches of {batch}{}: {}",
-        count,
+        steps.len(),
         args.scenario,
         if args.eventhub {
             " (Event Hubs invocations)"
@@ -147,7 +116,34 @@ fn invocations(items: Vec<serde_json::Value>, batch: usize, encoding: HostEncodi
         .collect()
 }
 
-/// The certificate to encrypt for, and the id to send with it.
+/// Whom the notifications are for (the handler's clientState and first tenant), and the
+/// audience of their validationTokens (the first GRAPH_CLIENT_ID).
+fn target(config: &Config) -> anyhow::Result<(Target, String)> {
+    let client_state = config
+        .client_state
+        .as_ref()
+        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string())
+        .context("NOTIFICATION_CLIENT_STATE must be set (the same value the handler has)")?;
+    let tenant = config
+        .tenant_ids
+        .first()
+        .context("GRAPH_TENANT_ID must be set")?
+        .clone();
+    let audience = config
+        .client_ids
+        .first()
+        .context("GRAPH_CLIENT_ID must be set")?
+        .clone();
+    let target = Target {
+        subscription_id: "simulated-subscription".into(),
+        client_state,
+        tenant_id: tenant,
+    };
+    Ok((target, audience))
+}
+
+/// The certificate to encrypt for and the encryptionCertificateId to send: `--cert` (with
+/// its configured id) or the first of NOTIFICATION_CERTIFICATES; `--cert-id` overrides the id.
 fn certificate(args: &SimulateArgs, config: &Config) -> anyhow::Result<(X509, String)> {
     let (cert_path, default_id) = match (&args.cert, config.local_certificates.first()) {
         (Some(p), _) => {
@@ -173,6 +169,22 @@ fn certificate(args: &SimulateArgs, config: &Config) -> anyhow::Result<(X509, St
     let certificate = X509::from_pem(&bytes)
         .or_else(|_| X509::from_der(&bytes))
         .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
-    let cert_id = args.cert_id.clone().unwrap_or(default_id);
-    Ok((certificate, cert_id))
+    Ok((certificate, args.cert_id.clone().unwrap_or(default_id)))
+}
+
+/// `count` steps of the scenario (0: the scenario once), repeating it with fresh ids.
+fn steps(scenario: Scenario, count: usize) -> Vec<simulate::Step> {
+    let count = if count == 0 {
+        simulate::steps(scenario, 0).len()
+    } else {
+        count
+    };
+    let mut steps = Vec::with_capacity(count);
+    let mut round = 0;
+    while steps.len() < count {
+        steps.extend(simulate::steps(scenario, round));
+        round += 1;
+    }
+    steps.truncate(count);
+    steps
 }

@@ -3,6 +3,7 @@
 //! that stand in for Teams Workflows webhooks and generic webhook receivers (see `fake.rs`).
 //! The alert timer is driven as the Functions host does: `POST /alerts` with a timer payload.
 
+mod bot;
 mod fake;
 mod process;
 
@@ -91,8 +92,13 @@ pub fn emergency_payload(call_id: &str, state: &str) -> Value {
 
 /// A notification body carrying `payload`, encrypted for `key`, with a valid token.
 pub fn notification(issuer: &LocalIssuer, key: &DecryptionKey, payload: Value) -> String {
-    let item = emergency_item(key, payload);
-    simulate::collection(vec![item], &[issuer.mint(&TokenSpec::v2(TENANT, APP_ID))])
+    signed_notification(key, payload, issuer.mint(&TokenSpec::v2(TENANT, APP_ID)))
+}
+
+/// A notification body carrying `payload`, encrypted for `key`, with `token` as its
+/// validationToken.
+pub fn signed_notification(key: &DecryptionKey, payload: Value, token: String) -> String {
+    simulate::collection(vec![emergency_item(key, payload)], &[token])
 }
 
 /// One rich `emergencyCallEvent` item carrying `payload`, encrypted for `key`.
@@ -146,7 +152,7 @@ impl Rig {
     }
 }
 
-fn title(card_message: &Value) -> String {
+pub fn title(card_message: &Value) -> String {
     card_message["attachments"][0]["content"]["body"][0]["text"]
         .as_str()
         .unwrap()
@@ -167,7 +173,7 @@ fn facts(card_message: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn fact(card_message: &Value, name: &str) -> String {
+pub fn fact(card_message: &Value, name: &str) -> String {
     facts(card_message)
         .into_iter()
         .find(|(k, _)| k == name)
@@ -175,7 +181,7 @@ fn fact(card_message: &Value, name: &str) -> String {
         .1
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn an_emergency_call_reaches_every_route_once_with_caller_number_location_and_policy() {

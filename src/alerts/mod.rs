@@ -2,6 +2,7 @@
 //! once and never twice.
 //!
 //! - [`routes`]: the configured routes (Teams Workflows webhooks, signed webhooks, the bot).
+//! - [`bot`]: the bot route's poster (proactive messages through the bot's connector client).
 //! - [`card`]: the Adaptive Card 1.4 for an emergency call; [`message`]: each route's body.
 //! - [`signing`]: the generic webhook's HMAC-SHA256 signature (timestamp + body).
 //! - [`outbox`]: the durable records under `alerts/`, written with the event before the 202.
@@ -10,6 +11,7 @@
 //!   expiry after `ALERT_RETRY_HOURS`.
 //! - [`status`]: `handler alerts`; [`alert_test`]: `handler alert-test`.
 
+pub(crate) mod bot;
 pub(crate) mod card;
 pub(crate) mod delivery;
 pub(crate) mod message;
@@ -36,6 +38,7 @@ pub(crate) async fn alert_test(
         follows_up: None,
         record: message::test_record(&now),
         archive_location: dispatcher.archive().location(),
+        replaces: None,
     };
     let sends = dispatcher.routes().iter().map(|route| {
         let message = &message;

@@ -85,6 +85,9 @@ pub(crate) struct DeliveredRecord {
     /// From the notification's arrival to the route's answer.
     pub latency_ms: u64,
     pub status: u16,
+    /// The bot route: the Bot Connector's id of the message (the call's follow-up replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<String>,
 }
 
 /// The route never took the alert within `ALERT_RETRY_HOURS`.

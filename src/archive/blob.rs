@@ -330,7 +330,7 @@ fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
     Ok(url)
 }
 
-fn client_options(
+pub(crate) fn client_options(
     sas: Option<SasPolicy>,
     transport: Option<Transport>,
 ) -> BlobContainerClientOptions {

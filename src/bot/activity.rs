@@ -74,6 +74,7 @@ pub struct Activity {
     pub timestamp: Option<String>,
     pub channel_id: String,
     pub service_url: String,
+    pub conversation_id: Option<String>,
     /// `channelData.tenant.id`, else `conversation.tenantId`.
     pub tenant_id: Option<String>,
     /// `channelData.meeting.id`.
@@ -130,6 +131,7 @@ impl Activity {
             timestamp: at(&["timestamp"]),
             channel_id: at(&["channelId"]).unwrap_or_default(),
             service_url: at(&["serviceUrl"]).unwrap_or_default(),
+            conversation_id: at(&["conversation", "id"]),
             tenant_id: at(&["channelData", "tenant", "id"])
                 .or_else(|| at(&["conversation", "tenantId"])),
             meeting_id: at(&["channelData", "meeting", "id"]),

@@ -14,6 +14,7 @@ pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod devtools;
+pub mod eventhub;
 pub mod functions;
 pub mod graph;
 pub mod http;

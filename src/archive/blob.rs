@@ -340,7 +340,7 @@ fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
     Ok(url)
 }
 
-fn client_options(
+pub(crate) fn client_options(
     sas: Option<SasPolicy>,
     transport: Option<Transport>,
 ) -> BlobContainerClientOptions {
@@ -388,7 +388,7 @@ pub(super) fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
 
 /// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
 /// errors quote the request URL, SAS signature included, so their text is never used.
-pub(super) fn reason(e: &azure_core::Error) -> String {
+pub(crate) fn reason(e: &azure_core::Error) -> String {
     match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..

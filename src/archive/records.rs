@@ -56,9 +56,14 @@ pub struct QuarantineRecord {
 #[serde(rename_all = "camelCase")]
 pub struct RawRecord {
     pub received_at: String,
-    /// The validationTokens were checked before this batch was stored.
+    /// The validationTokens were checked before this batch was stored (`false`: the batch came
+    /// through Event Hubs without tokens, where the hub's Data Sender role proves the sender).
     pub tokens_verified: bool,
     pub notifications: Vec<ChangeNotification>,
+    /// For Event Hubs delivery: the event's metadata (sequence number, partition key, enqueued
+    /// time, properties, partition and retry context) as the Functions host gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hub: Option<Value>,
 }
 
 /// A batch whose validationTokens failed: evidence, never an event.
@@ -72,6 +77,20 @@ pub struct RejectedRecord {
     #[serde(default)]
     pub reason_code: String,
     pub notifications: Vec<ChangeNotification>,
+    /// An Event Hubs event that is not a notification collection: its digest and size only (the
+    /// text could hold a clientState, which is never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<UnreadableBody>,
+}
+
+/// What is kept of an unreadable event body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadableBody {
+    pub sha256: String,
+    pub bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hub: Option<Value>,
 }
 
 /// A `resync/` object: the record of a `missed` lifecycle notification.
@@ -216,19 +235,34 @@ pub fn batch_name<'a>(
 
 /// A [`RawRecord`]'s JSON, spliced from the items' canonical bytes (already computed for their
 /// names) instead of serializing every item again: the raw batch is on the hot path.
-pub fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Bytes {
+/// `event_hub` is the Event Hubs metadata of the event the batch came in, if it did.
+pub fn raw_record_json(
+    received_at: &str,
+    tokens_verified: bool,
+    event_hub: Option<&Value>,
+    canonicals: &[Vec<u8>],
+) -> bytes::Bytes {
     let size = canonicals.iter().map(|c| c.len() + 1).sum::<usize>() + 96;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"{\"receivedAt\":");
     out.extend(serde_json::to_vec(received_at).expect("strings serialize"));
-    out.extend_from_slice(b",\"tokensVerified\":true,\"notifications\":[");
+    out.extend_from_slice(if tokens_verified {
+        b",\"tokensVerified\":true,\"notifications\":["
+    } else {
+        b",\"tokensVerified\":false,\"notifications\":["
+    });
     for (i, c) in canonicals.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(c);
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if let Some(meta) = event_hub {
+        out.extend_from_slice(b",\"eventHub\":");
+        out.extend(serde_json::to_vec(meta).expect("JSON values serialize"));
+    }
+    out.push(b'}');
     bytes::Bytes::from(out)
 }
 
@@ -246,9 +280,25 @@ mod tests {
     fn the_spliced_raw_record_reads_back_as_a_raw_record() {
         let c = parse_collection(br#"{"value":[{"subscriptionId":"a","encryptedContent":{"data":"x"}},{"subscriptionId":"b","x":[1]}]}"#).unwrap();
         let canonicals: Vec<Vec<u8>> = c.value.iter().map(ChangeNotification::canonical).collect();
-        let raw: RawRecord =
-            serde_json::from_slice(&raw_record_json("2026-11-23T00:00:00Z", &canonicals)).unwrap();
+        let raw: RawRecord = serde_json::from_slice(&raw_record_json(
+            "2026-11-23T00:00:00Z",
+            true,
+            None,
+            &canonicals,
+        ))
+        .unwrap();
         assert!(raw.tokens_verified);
+        assert!(raw.event_hub.is_none());
+        let meta = serde_json::json!({"sequenceNumber": 7});
+        let raw: RawRecord = serde_json::from_slice(&raw_record_json(
+            "2026-11-23T00:00:00Z",
+            false,
+            Some(&meta),
+            &canonicals,
+        ))
+        .unwrap();
+        assert!(!raw.tokens_verified);
+        assert_eq!(raw.event_hub, Some(meta));
         assert_eq!(raw.notifications.len(), 2);
         assert_eq!(raw.notifications[1].canonical(), canonicals[1]);
     }

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use openssl::x509::X509;
 
 use crate::config::Config;
+use crate::devtools::eventhub_host::{self, HostEncoding};
 use crate::devtools::issuer::{LocalIssuer, TokenSpec};
 use crate::devtools::simulate::{self, Scenario, Target};
 
@@ -45,6 +46,14 @@ pub struct SimulateArgs {
     /// The issuer's signing key (PEM, created if missing) so its `kid` is stable across runs.
     #[arg(long, default_value = "./data/simulate-issuer-key.pem")]
     pub issuer_key: PathBuf,
+    /// Play the Functions host's eventHubTrigger invocation instead of Graph's webhook POST:
+    /// `--url` is the handler's `/eventhub`, each event a collection without validationTokens
+    /// (Graph sends none through Event Hubs), `--batch` events per invocation.
+    #[arg(long)]
+    pub eventhub: bool,
+    /// How the host serializes the batch (with --eventhub).
+    #[arg(long, value_enum, default_value = "string-of-array")]
+    pub encoding: HostEncoding,
 }
 
 pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
@@ -60,20 +69,29 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
 
     let steps = steps(args.scenario, args.count);
     let batch = args.batch.max(1);
-    let mut bodies = Vec::new();
-    for chunk in steps.chunks(batch) {
-        let items = chunk
-            .iter()
-            .map(|s| simulate::rich_item(s, &target, &certificate, &cert_id))
-            .collect::<Result<Vec<_>, _>>()?;
-        bodies.push(simulate::collection(items, &tokens));
-    }
+    let items = steps
+        .iter()
+        .map(|s| simulate::rich_item(s, &target, &certificate, &cert_id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bodies = if args.eventhub {
+        invocations(items, batch, args.encoding)
+    } else {
+        items
+            .chunks(batch)
+            .map(|chunk| simulate::collection(chunk.to_vec(), &tokens))
+            .collect()
+    };
     let http = crate::startup::Builder::new(config.clone()).http_client()?;
     let stats = simulate::post_all(&http, &args.url, bodies, args.rate).await;
     println!(
-        "{} notification(s) of scenario {:?} in batches of {batch}: {}",
+        "{} notification(s) of scenario {:?} in batches of {batch}{}: {}",
         steps.len(),
         args.scenario,
+        if args.eventhub {
+            " (Event Hubs invocations)"
+        } else {
+            ""
+        },
         stats.render()
     );
     issuer.shutdown().await;
@@ -81,6 +99,21 @@ pub async fn run(args: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         bail!("some requests failed");
     }
     Ok(())
+}
+
+/// Event Hubs invocations of `batch` events each, one notification per event, numbered on.
+fn invocations(items: Vec<serde_json::Value>, batch: usize, encoding: HostEncoding) -> Vec<String> {
+    items
+        .chunks(batch)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let events: Vec<String> = chunk
+                .iter()
+                .map(|item| simulate::collection(vec![item.clone()], &[]))
+                .collect();
+            eventhub_host::invocation(&events, encoding, Some((0, 5)), "0", (i * batch) as i64)
+        })
+        .collect()
 }
 
 /// Whom the notifications are for (the handler's clientState and first tenant), and the

@@ -110,6 +110,7 @@ async fn receiver(
         keys: Arc::new(keys),
         tokens,
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+        payloads: None,
         alerts: None,
     }
 }
@@ -401,6 +402,7 @@ fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
         keys: rich.store(),
         tokens: Some(rich.validator.clone()),
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+        payloads: None,
         alerts: None,
     };
     for _ in 0..5 {
@@ -447,6 +449,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
         keys: r.keys.clone(),
         tokens: r.tokens.clone(),
         max_items_per_request: r.max_items_per_request,
+        payloads: None,
         alerts: None,
     };
     let cpu0 = cpu_time();
@@ -480,6 +483,9 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
             max_body_bytes: 4 * 1024 * 1024,
             limits: Default::default(),
             renewer: None,
+            eventhub: None,
+            replay: None,
+            max_invocation_bytes: 0,
             alerts: None,
             messages: None,
         };

@@ -65,6 +65,31 @@ param renewSchedule string = '0 */30 * * * *'
 @description('Renew a subscription when less than this share of its lifetime remains (RENEW_WHEN_REMAINING, 0..1).')
 param renewWhenRemaining string = '0.5'
 
+@description('NCRONTAB schedule of the replay timer (REPLAY_SCHEDULE): finishes quarantined items and spooled Event Hubs batches.')
+param replaySchedule string = '0 */10 * * * *'
+
+@description('Deliver Graph notifications through Azure Event Hubs: a namespace, a hub, a consumer group, the role assignments and the eventhub function\'s settings. Off = webhook only (the eventhub function is disabled).')
+param eventHubsEnabled bool = false
+
+@description('Hub Graph writes to (EVENTHUB_NAME).')
+param eventHubName string = 'graph-notifications'
+
+@description('Consumer group of the eventhub function (EVENTHUB_CONSUMER_GROUP).')
+param eventHubConsumerGroup string = 'teams-notifications'
+
+@minValue(1)
+@maxValue(32)
+param eventHubPartitionCount int = 4
+
+@description('Object id of the Microsoft Graph Change Tracking service principal (appId 0bf30f3b-4a52-48df-9a82-234910c4a086) in this tenant; gets Azure Event Hubs Data Sender on the hub. Empty = assign it by hand (docs/deploy.md).')
+param graphChangeTrackingPrincipalId string = ''
+
+@description('Container URL of the blob store Graph leaves payloads over 1 MB in (EVENTHUB_PAYLOAD_CONTAINER_URL; the app\'s identity needs Storage Blob Data Reader on it). Empty = such items are quarantined until it is set.')
+param eventHubPayloadContainerUrl string = ''
+
+@description('Folder of the spool, where an Event Hubs batch the archive could not take on its last try is kept until the replay timer archives it (EVENTHUB_SPOOL_DIR). /home is the app\'s persistent share on Linux Consumption.')
+param eventHubSpoolDir string = '/home/data/teams-notifications/spool'
+
 @description('Emergency alerts: Teams Workflows webhook URLs (ALERT_TEAMS_WEBHOOK_URLS, comma list), stored in Key Vault. Empty = none.')
 @secure()
 param alertTeamsWebhookUrls string = ''
@@ -85,6 +110,7 @@ param alertOn string = 'emergencyCallEvent.callStarted'
 
 @description('Emergency alerts: hours a failing route is retried before the alert expires (ALERT_RETRY_HOURS).')
 param alertRetryHours string = '24'
+
 @description('Deploy the Teams bot (Azure Bot with the Teams channel) that records meeting events and subscribes meetings as they start. Needs functionKey.')
 param enableBot bool = false
 
@@ -147,6 +173,7 @@ param keyVaultName string = ''
 param logAnalyticsName string = ''
 param applicationInsightsName string = ''
 param identityName string = ''
+param eventHubNamespaceName string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
@@ -216,6 +243,20 @@ module rbac './app/rbac.bicep' = {
   }
 }
 
+module eventHubs './core/messaging/eventhubs.bicep' = if (eventHubsEnabled) {
+  name: 'eventhubs'
+  params: {
+    namespaceName: !empty(eventHubNamespaceName) ? eventHubNamespaceName : '${abbrs.eventHubNamespaces}${resourceToken}'
+    location: location
+    tags: tags
+    hubName: eventHubName
+    consumerGroupName: eventHubConsumerGroup
+    partitionCount: eventHubPartitionCount
+    graphChangeTrackingPrincipalId: graphChangeTrackingPrincipalId
+    managedIdentityPrincipalId: identity.properties.principalId
+  }
+}
+
 var clientStateReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientStateSecretUri})'
 var clientStateSetting = secretsAsKeyVaultReferences ? clientStateReference : notificationClientState
 
@@ -272,6 +313,29 @@ var contractSettings = {
   // One JSON object per line: what Application Insights ingests best.
   LOG_FORMAT: 'json'
 }
+
+// Event Hubs delivery. The trigger's connection `EVENTHUB` is identity-based: the host reads
+// EVENTHUB__fullyQualifiedNamespace with the user-assigned identity named by EVENTHUB__clientId.
+// Without Event Hubs the eventhub function is disabled, so the host never resolves its settings.
+var eventHubTenant = !empty(graphTenantId) ? first(split(graphTenantId, ',')) : tenant().tenantId
+var eventHubNotificationUrl = eventHubsEnabled ? 'EventHub:https://${eventHubs.outputs.fullyQualifiedNamespace}/eventhubname/${eventHubs.outputs.hubName}?tenantId=${eventHubTenant}' : ''
+var eventHubSettingsOn = eventHubsEnabled ? {
+  EVENTHUB__fullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+  EVENTHUB__credential: 'managedidentity'
+  EVENTHUB__clientId: identity.properties.clientId
+  EVENTHUB_NAME: eventHubs.outputs.hubName
+  EVENTHUB_CONSUMER_GROUP: eventHubs.outputs.consumerGroupName
+  EVENTHUB_NOTIFICATION_URL: eventHubNotificationUrl
+  EVENTHUB_SPOOL_DIR: eventHubSpoolDir
+} : {
+  'AzureWebJobs.eventhub.Disabled': 'true'
+}
+var eventHubPayloadSettings = empty(eventHubPayloadContainerUrl) ? {} : {
+  EVENTHUB_PAYLOAD_CONTAINER_URL: eventHubPayloadContainerUrl
+}
+var replaySettings = {
+  REPLAY_SCHEDULE: replaySchedule
+}
 // The Teams bot (BOT_*): the Entra app given, or the managed identity.
 var botId = !empty(botAppId) ? botAppId : identity.properties.clientId
 var botSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.botClientSecretUri})'
@@ -286,7 +350,7 @@ var botSettingsOn = union({
   MEETING_SUBSCRIPTION_GRACE_MIN: meetingSubscriptionGraceMin
 }, empty(botClientSecret) ? {} : botSecretSetting)
 var botSettings = enableBot ? botSettingsOn : {}
-var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings, botSettings)
+var handlerSettings = union(contractSettings, graphSecretSettings, alertSecretSettings, botSettings, eventHubSettingsOn, eventHubPayloadSettings, replaySettings)
 
 module functionApp './core/host/functions.bicep' = {
   name: 'functionapp'
@@ -346,5 +410,6 @@ output ARCHIVE_CONTAINER string = archiveContainerName
 output NOTIFICATION_URL string = functionApp.outputs.notificationUrl
 output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotificationUrl
 output HOSTING_PLAN string = hostingPlan
+output EVENTHUB_NOTIFICATION_URL string = eventHubNotificationUrl
 output BOT_APP_ID string = enableBot ? botId : ''
 

@@ -47,6 +47,26 @@ pub enum ArchiveConfig {
     },
 }
 
+/// Default largest eventHubTrigger invocation: 128 MiB. host.json's `maxEventBatchSize` (100)
+/// times Event Hubs' 1 MB event limit, with room for the host's JSON-in-a-string encoding.
+pub const DEFAULT_MAX_INVOCATION_BYTES: u64 = 128 * 1024 * 1024;
+/// Spool folder used when `EVENTHUB_SPOOL_DIR` is unset.
+pub const DEFAULT_SPOOL_DIR: &str = "./data/spool";
+
+/// Graph's Event Hubs delivery.
+#[derive(Debug, Clone)]
+pub struct EventHubConfig {
+    /// `EVENTHUB_NOTIFICATION_URL`: the `EventHub:` URL given to Graph for subscriptions with
+    /// `"delivery": "eventHub"` (checked by the renewer's desired-state reader).
+    pub notification_url: Option<String>,
+    /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: the container Graph leaves payloads over 1 MB in.
+    pub payload_container_url: Option<String>,
+    /// `EVENTHUB_SPOOL_DIR`: where a batch the archive could not take is kept.
+    pub spool_dir: PathBuf,
+    /// `EVENTHUB_MAX_INVOCATION_BYTES`: the largest invocation body read.
+    pub max_invocation_bytes: u64,
+}
+
 /// A local certificate from `NOTIFICATION_CERTIFICATES` (`path` or `id=path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalCertificate {
@@ -98,6 +118,8 @@ pub struct Config {
     pub reconcile: ReconcileOptions,
     /// `MAX_ITEMS_PER_REQUEST`, `BODY_READ_TIMEOUT_S`, `SHUTDOWN_DRAIN_S`.
     pub limits: Limits,
+    /// Event Hubs delivery.
+    pub event_hub: EventHubConfig,
     /// The `ALERT_*` settings: emergency-call alert routes.
     pub alerts: AlertsConfig,
 }
@@ -147,6 +169,7 @@ impl Config {
             ssl_cert_file: setting(lookup, "SSL_CERT_FILE").map(PathBuf::from),
             reconcile: ReconcileOptions::from_lookup(|name| setting(lookup, name))?,
             limits: Limits::from_lookup(|name| setting(lookup, name))?,
+            event_hub: event_hub_settings(lookup)?,
         })
     }
 }
@@ -307,6 +330,32 @@ fn setting_url(lookup: &dyn Fn(&str) -> Option<String>, name: &str, default: &st
         .unwrap_or_else(|| default.into())
         .trim_end_matches('/')
         .to_string()
+}
+
+/// Event Hubs delivery: `EVENTHUB_NOTIFICATION_URL`, `EVENTHUB_PAYLOAD_CONTAINER_URL`,
+/// `EVENTHUB_SPOOL_DIR`, `EVENTHUB_MAX_INVOCATION_BYTES`.
+fn event_hub_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<EventHubConfig, ConfigError> {
+    let max_invocation_bytes = match setting(lookup, "EVENTHUB_MAX_INVOCATION_BYTES") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError {
+                name: "EVENTHUB_MAX_INVOCATION_BYTES",
+                reason: format!("not a positive number of bytes: {v:?}"),
+            })?,
+        None => DEFAULT_MAX_INVOCATION_BYTES,
+    };
+    Ok(EventHubConfig {
+        notification_url: setting(lookup, "EVENTHUB_NOTIFICATION_URL"),
+        payload_container_url: setting(lookup, "EVENTHUB_PAYLOAD_CONTAINER_URL"),
+        spool_dir: setting(lookup, "EVENTHUB_SPOOL_DIR")
+            .unwrap_or_else(|| DEFAULT_SPOOL_DIR.into())
+            .into(),
+        max_invocation_bytes,
+    })
 }
 
 /// The server: `FUNCTIONS_CUSTOMHANDLER_PORT` and `MAX_BODY_BYTES`.
@@ -537,6 +586,9 @@ mod tests {
         assert_eq!(format("JSON").unwrap(), LogFormat::Json);
         assert_eq!(format("").unwrap(), LogFormat::Text);
         assert_eq!(format("xml").unwrap_err().name, "LOG_FORMAT");
+        assert_eq!(c.event_hub.max_invocation_bytes, 128 * 1024 * 1024);
+        assert_eq!(c.event_hub.spool_dir, PathBuf::from("./data/spool"));
+        assert!(c.event_hub.payload_container_url.is_none());
     }
 
     #[test]
@@ -608,6 +660,12 @@ mod tests {
         assert_eq!(
             config(&[("MAX_BODY_BYTES", "0")]).unwrap_err().name,
             "MAX_BODY_BYTES"
+        );
+        assert_eq!(
+            config(&[("EVENTHUB_MAX_INVOCATION_BYTES", "-1")])
+                .unwrap_err()
+                .name,
+            "EVENTHUB_MAX_INVOCATION_BYTES"
         );
         assert_eq!(
             config(&[("NOTIFICATION_CERTIFICATES", "=x")])

@@ -68,8 +68,3 @@ pub fn client(extra_roots: Option<&Path>) -> Result<reqwest::Client, HttpError> 
         }
     }
 }
-
-/// `SSL_CERT_FILE` as the process environment has it.
-pub fn ssl_cert_file() -> Option<PathBuf> {
-    std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
-}

@@ -53,10 +53,11 @@ pub enum IdentityError {
         setting: &'static str,
     },
     /// azure_identity refused the settings (e.g. an authority host that is not https).
-    #[error("{credential}: {reason}")]
+    #[error("{credential}: {source}")]
     Invalid {
         credential: &'static str,
-        reason: String,
+        #[source]
+        source: Box<azure_core::Error>,
     },
 }
 
@@ -241,7 +242,7 @@ fn client_options(config: &Config, http: &reqwest::Client) -> ClientOptions {
 fn invalid(credential: &'static str, e: azure_core::Error) -> IdentityError {
     IdentityError::Invalid {
         credential,
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 

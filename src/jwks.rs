@@ -181,10 +181,6 @@ impl JwksCache {
         self
     }
 
-    pub fn options(&self) -> &JwksOptions {
-        &self.options
-    }
-
     pub fn metadata_url(&self) -> &str {
         &self.metadata_url
     }

@@ -25,14 +25,14 @@ use tracing_subscriber::fmt::format::Writer;
 use crate::config::LogFormat;
 
 /// Longest outside value written to a log line (characters); the rest is counted, not written.
-pub const MAX_LOGGED_CHARS: usize = 200;
+pub(crate) const MAX_LOGGED_CHARS: usize = 200;
 
 /// An outside value, escaped and bounded when displayed (see the module docs).
 #[derive(Clone, Copy)]
-pub struct Escaped<'a>(&'a str);
+pub(crate) struct Escaped<'a>(&'a str);
 
 /// Marks `value` (from outside) for logging: `tracing::warn!(subscription_id = %escape(id), ...)`.
-pub fn escape(value: &str) -> Escaped<'_> {
+pub(crate) fn escape(value: &str) -> Escaped<'_> {
     Escaped(value)
 }
 
@@ -90,7 +90,7 @@ impl fmt::Display for Controls<'_> {
 
 /// The text format's field formatter: `message key=value ...`, every value with its control
 /// characters escaped, so one event is one line whatever a value holds.
-pub struct SafeFields;
+pub(crate) struct SafeFields;
 
 impl<'w> FormatFields<'w> for SafeFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {

@@ -5,6 +5,9 @@
 //! each module what it needs. `serve`, the operator's commands, the demo and the tests all start
 //! here, so they all run the production wiring. Nothing imports this module but `main` and `cli`.
 
+mod event_hubs;
+mod receiver_checks;
+
 use std::sync::{Arc, OnceLock};
 
 use azure_core::credentials::TokenCredential;
@@ -17,9 +20,12 @@ use crate::archive::{self, Archive, ArchiveError};
 use crate::bot::auth::BotAuthenticator;
 use crate::bot::client::{ConnectorClient, ServiceUrlPolicy};
 use crate::config::{ArchiveConfig, Config};
+use crate::eventhub::large_payload::PayloadStoreConfigError;
+use crate::functions::eventhub::EventHubFunction;
+use crate::functions::replay::ReplayTimer;
 use crate::functions::routes::AppState;
+use crate::graph::subscriptions::eventhub_url::EventHubUrlError;
 use crate::graph::subscriptions::{GraphClient, RetryPolicy};
-use crate::graph::tokens::TokenValidator;
 use crate::identity::{self, Audience, IdentityError};
 use crate::jwks::JwksOptions;
 use crate::keys::keyvault::{KeyVaultOptions, KeyVaultSource};
@@ -44,8 +50,14 @@ pub enum StartError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Renewer(#[from] SetupError),
+    #[error(transparent)]
+    PayloadStore(#[from] PayloadStoreConfigError),
+    #[error("EVENTHUB_NOTIFICATION_URL: {0}")]
+    EventHubUrl(#[source] EventHubUrlError),
     #[error("{name}: {reason}")]
     Alerts { name: &'static str, reason: String },
+    #[error("ALERT_BOT_CONVERSATION: {0}")]
+    BotRoute(#[from] crate::alerts::bot::BotRouteError),
 }
 
 /// How often Key Vault certificates are re-read (new versions appear without a restart; an
@@ -72,6 +84,9 @@ pub struct Builder {
     azure_credential: OnceLock<Arc<dyn TokenCredential>>,
     /// Graph's credential, built on first use (the same object when the kinds agree).
     graph_credential: OnceLock<Arc<dyn TokenCredential>>,
+    /// The bot's connector client (and its credential), built on first use: the messaging
+    /// endpoint and the alerts' bot route share it.
+    bot_connector: OnceLock<ConnectorClient>,
 }
 
 /// The running service's parts, built once and shared.
@@ -85,6 +100,10 @@ pub struct App {
     /// The renewer and lifecycle reactions; `None` when `SUBSCRIPTIONS_FILE` is not set (and
     /// no bot subscribes meetings).
     pub renewer: Option<Arc<Renewer>>,
+    /// The `eventhub` function (Graph's Event Hubs delivery through the same receiver).
+    pub eventhub: Arc<EventHubFunction>,
+    /// The `replay` timer.
+    pub replay: Arc<ReplayTimer>,
     /// Alert delivery; `None` when no alert route is configured.
     pub alerts: Option<Arc<Dispatcher>>,
     /// The Teams bot's messaging endpoint; `None` when `BOT_APP_ID` is not set.
@@ -99,6 +118,9 @@ impl App {
             max_body_bytes: self.config.max_body_bytes,
             limits: self.config.limits.clone(),
             renewer: self.renewer.clone(),
+            eventhub: Some(self.eventhub.clone()),
+            replay: Some(self.replay.clone()),
+            max_invocation_bytes: self.config.event_hub.max_invocation_bytes,
             alerts: self.alerts.clone(),
             messages: self.messages.clone(),
         }
@@ -119,6 +141,7 @@ impl Builder {
             certificate_retry: Backoff::default(),
             azure_credential: OnceLock::new(),
             graph_credential: OnceLock::new(),
+            bot_connector: OnceLock::new(),
         }
     }
 
@@ -188,19 +211,23 @@ impl Builder {
         if self.config.key_vault_url.is_some() {
             keys.spawn_periodic_refresh(KEY_VAULT_REFRESH);
         }
+        let payloads = self.payload_store(&http)?;
         if let Some(e) = pending {
             tracing::error!(
                 error = %e,
                 "no decryption certificate yet: the handler answers, rich notifications are quarantined, and the certificate source is retried in the background; quarantined items are replayed once it loads"
             );
-            let replay_archive = archive.clone();
+            let (replay_archive, replay_payloads) = (archive.clone(), payloads.clone());
             keys.spawn_until_loaded(self.certificate_retry.clone(), move |keys| async move {
-                let _ = crate::ops::replay::replay_unattended(&replay_archive, &keys).await;
+                let payloads = replay_payloads.as_deref();
+                let _ =
+                    crate::ops::replay::replay_unattended(&replay_archive, &keys, payloads).await;
             });
         }
-        let tokens = token_validator(&self.config, http.clone());
-        warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
+        let tokens = receiver_checks::token_validator(&self.config, http.clone());
+        receiver_checks::warn_about_gaps(&self.config, tokens.is_some(), keys.is_empty());
         let renewer = self.renewer(&http, keys.clone(), archive.clone(), leases)?;
+        self.check_event_hub_url()?;
         let alerts = self.alert_dispatcher(&http, archive.clone())?;
         if let Some(dispatcher) = &alerts {
             spawn_startup_sweep(dispatcher.clone());
@@ -213,6 +240,7 @@ impl Builder {
             keys: keys.clone(),
             tokens,
             max_items_per_request: self.config.limits.max_items_per_request,
+            payloads: payloads.clone(),
             alerts: alerts.as_ref().map(|d| {
                 Arc::new(Outbox {
                     on: self.config.alerts.on.clone(),
@@ -220,6 +248,7 @@ impl Builder {
                 })
             }),
         });
+        let (eventhub, replay) = self.event_hub_functions(&receiver, payloads);
         Ok(App {
             config: self.config,
             http,
@@ -227,6 +256,8 @@ impl Builder {
             keys,
             receiver,
             renewer,
+            eventhub,
+            replay,
             alerts,
             messages,
         })
@@ -482,12 +513,16 @@ impl Builder {
         let Some(bot) = &self.config.bot else {
             return Ok(None);
         };
+        if let Some(connector) = self.bot_connector.get() {
+            return Ok(Some(connector.clone()));
+        }
         let policy = match &bot.service_url_hosts {
             Some(hosts) => ServiceUrlPolicy::new(hosts.iter().map(String::as_str)),
             None => ServiceUrlPolicy::default(),
         };
         let credential = identity::bot_credential(&self.config, bot, http.clone())?;
-        Ok(Some(ConnectorClient::new(http.clone(), credential, policy)))
+        let connector = ConnectorClient::new(http.clone(), credential, policy);
+        Ok(Some(self.bot_connector.get_or_init(|| connector).clone()))
     }
 }
 
@@ -505,12 +540,14 @@ impl Builder {
             );
             return Ok(None);
         }
-        if settings.bot_conversation.is_some() {
-            return Err(StartError::Alerts {
-                name: "ALERT_BOT_CONVERSATION",
-                reason: "the bot route needs the Teams bot (BOT_APP_ID, BOT_TENANT_ID, BOT_CLIENT_SECRET)".into(),
-            });
-        }
+        // The bot route posts through the bot's own connector client (its token, its allow-list).
+        let bot = match &settings.bot_conversation {
+            Some(conversation) => Some(crate::alerts::bot::poster(
+                conversation,
+                self.connector_client(http)?,
+            )?),
+            None => None,
+        };
         let routes = crate::alerts::routes::from_config(settings);
         for route in &routes {
             tracing::info!(route = %route.label(), "alert route");
@@ -519,7 +556,7 @@ impl Builder {
             http.clone(),
             archive,
             routes,
-            None,
+            bot,
             settings.retry_for,
         ))))
     }
@@ -548,35 +585,5 @@ fn client_options(http: &reqwest::Client) -> ClientOptions {
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
         ..ClientOptions::default()
-    }
-}
-
-/// The validationTokens checker, when the app's identity is configured.
-fn token_validator(config: &Config, http: reqwest::Client) -> Option<Arc<TokenValidator>> {
-    if config.client_ids.is_empty() || config.tenant_ids.is_empty() {
-        return None;
-    }
-    Some(Arc::new(TokenValidator::new(
-        &config.authority_host,
-        config.client_ids.clone(),
-        config.tenant_ids.clone(),
-        http,
-    )))
-}
-
-/// Start-up warnings for settings whose absence turns a whole class of notification away.
-fn warn_about_gaps(config: &Config, has_validator: bool, no_keys: bool) {
-    if config.client_state.is_none() {
-        tracing::warn!("NOTIFICATION_CLIENT_STATE is not set: every notification will be dropped");
-    }
-    if !has_validator {
-        tracing::warn!(
-            "GRAPH_CLIENT_ID / GRAPH_TENANT_ID not set: rich notifications cannot be validated and will be rejected"
-        );
-    }
-    if no_keys {
-        tracing::warn!(
-            "no decryption certificate configured: rich notifications will be quarantined"
-        );
     }
 }

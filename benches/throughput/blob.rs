@@ -151,6 +151,7 @@ impl Setup<'_> {
             keys: self.keys.clone(),
             tokens: Some(self.tokens.clone()),
             max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+            payloads: None,
             alerts: None,
         }
     }

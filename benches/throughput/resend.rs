@@ -43,6 +43,7 @@ fn receiver(
         keys: keys.clone(),
         tokens: Some(tokens.clone()),
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
+        payloads: None,
         alerts: None,
     }
 }

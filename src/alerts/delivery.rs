@@ -10,6 +10,7 @@
 //! 5. claim attempt `n+1` (create-if-absent: of several instances one wins), send, record the
 //!    result, and `delivered` on a 2xx.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use super::outbox::{
     self, AlertNames, AlertRecord, AttemptRecord, CallIndexRecord, DeliveredRecord, ExpiredRecord,
     ResultRecord, RouteNames,
 };
-use super::routes::Route;
+use super::routes::{Route, RouteKind};
 use super::send::{self, ATTEMPT_LEASE, BotPoster};
 use crate::archive::records::to_json;
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
@@ -161,6 +162,7 @@ impl Dispatcher {
             follows_up: follows_up.as_ref().map(|(name, _)| name.to_string()),
             record: record.clone(),
             archive_location: self.archive.location(),
+            replaces: None,
         };
         let empty = RouteNames::default();
         let steps = futures::future::join_all(record.routes.iter().map(|id| {
@@ -271,6 +273,7 @@ impl Dispatcher {
             // The route was removed from the settings: nothing can send it; it expires in time.
             return Ok(Step::Waiting);
         };
+        let message = self.for_route(route, message, follows_up).await?;
         let attempt = names.last_attempt.max(names.last_result) + 1;
         let claim = AttemptRecord {
             attempt,
@@ -285,7 +288,31 @@ impl Dispatcher {
         if claimed == Written::AlreadyExisted {
             return Ok(Step::Waiting);
         }
-        self.attempt(alert, message, route, attempt, received).await
+        self.attempt(alert, &message, route, attempt, received)
+            .await
+    }
+
+    /// What `route` is sent: on the bot route a follow-up replaces the alarm's message when the
+    /// alarm's delivery there names it; everything else as it is.
+    async fn for_route<'m>(
+        &self,
+        route: &Route,
+        message: &'m Message,
+        follows_up: Option<&(ObjectName, AlertRecord)>,
+    ) -> Result<Cow<'m, Message>, ArchiveError> {
+        let Some((alarm, alarm_record)) = follows_up.filter(|_| route.kind == RouteKind::Bot)
+        else {
+            return Ok(Cow::Borrowed(message));
+        };
+        let delivered = outbox::sub_name(alarm, Some(&route.id), "delivered");
+        let activity = self
+            .read::<DeliveredRecord>(&delivered)
+            .await?
+            .and_then(|d| d.activity_id);
+        Ok(match activity {
+            Some(id) => Cow::Owned(message.replacing(&id, &alarm_record.emergency)),
+            None => Cow::Borrowed(message),
+        })
     }
 
     async fn attempt(
@@ -325,6 +352,7 @@ impl Dispatcher {
                     delivered_at: format_time(finished),
                     latency_ms,
                     status: answer.status,
+                    activity_id: answer.activity_id.clone(),
                 };
                 self.archive
                     .put_if_absent(&sub("delivered"), to_json(&delivered))

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::card::{self, CardKind};
 use super::outbox::AlertRecord;
+use crate::graph::events::EmergencyCallEvent;
 
 /// An alert about to be sent.
 #[derive(Debug, Clone)]
@@ -17,6 +18,9 @@ pub struct Message {
     pub record: AlertRecord,
     /// Where the archive is (a directory or container URL, no secrets).
     pub archive_location: String,
+    /// The bot route only: the activity id of the alarm's message this follow-up replaces
+    /// (Bot Connector update); `None` posts a new message.
+    pub replaces: Option<String>,
 }
 
 impl Message {
@@ -53,16 +57,37 @@ impl Message {
         })
     }
 
-    /// The bot's proactive activity (Bot Connector `Activity`, a card attachment).
+    /// The bot's proactive activity (Bot Connector `Activity`, a card attachment); a
+    /// replacement names the activity it replaces.
     pub fn activity(&self) -> Value {
-        json!({
+        let mut activity = json!({
             "type": "message",
             "summary": self.record.summary,
             "attachments": [{
                 "contentType": "application/vnd.microsoft.card.adaptive",
                 "content": self.card(),
             }],
-        })
+        });
+        if let Some(id) = &self.replaces {
+            activity["id"] = json!(id);
+        }
+        activity
+    }
+
+    /// This follow-up as the replacement of the alarm's bot message `activity_id`: what the
+    /// later state does not say (caller, location, number, policy) is kept from the alarm, so
+    /// replacing the card never loses what the desk saw.
+    pub fn replacing(&self, activity_id: &str, alarm: &EmergencyCallEvent) -> Message {
+        let mut message = self.clone();
+        let event = &mut message.record.emergency;
+        event.caller_info = event.caller_info.take().or(alarm.caller_info.clone());
+        event.policy_name = event.policy_name.take().or(alarm.policy_name.clone());
+        event.emergency_number_dialed = event
+            .emergency_number_dialed
+            .take()
+            .or(alarm.emergency_number_dialed.clone());
+        message.replaces = Some(activity_id.to_string());
+        message
     }
 }
 

@@ -2,6 +2,7 @@
 //! once and never twice.
 //!
 //! - [`routes`]: the configured routes (Teams Workflows webhooks, signed webhooks, the bot).
+//! - [`bot`]: the bot route's poster (proactive messages through the bot's connector client).
 //! - [`card`]: the Adaptive Card 1.4 for an emergency call; [`message`]: each route's body.
 //! - [`signing`]: the generic webhook's HMAC-SHA256 signature (timestamp + body).
 //! - [`outbox`]: the durable records under `alerts/`, written with the event before the 202.
@@ -10,12 +11,13 @@
 //!   expiry after `ALERT_RETRY_HOURS`.
 //! - [`status`]: `handler alerts`; [`alert_test`]: `handler alert-test`.
 
-pub mod card;
-pub mod delivery;
-pub mod message;
+pub(crate) mod bot;
+pub(crate) mod card;
+pub(crate) mod delivery;
+pub(crate) mod message;
 pub mod outbox;
-pub mod routes;
-pub mod send;
+pub(crate) mod routes;
+pub(crate) mod send;
 pub mod signing;
 pub mod status;
 
@@ -24,7 +26,7 @@ use message::Message;
 use send::{Answer, SendError};
 
 /// Sends a test card to every route (nothing is recorded): what each answered.
-pub async fn alert_test(
+pub(crate) async fn alert_test(
     dispatcher: &delivery::Dispatcher,
 ) -> Vec<(routes::Route, Result<Answer, SendError>)> {
     let now = time::OffsetDateTime::now_utc()
@@ -36,6 +38,7 @@ pub async fn alert_test(
         follows_up: None,
         record: message::test_record(&now),
         archive_location: dispatcher.archive().location(),
+        replaces: None,
     };
     let sends = dispatcher.routes().iter().map(|route| {
         let message = &message;

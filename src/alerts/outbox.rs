@@ -25,7 +25,7 @@ use crate::graph::events::EmergencyCallEvent;
 /// The outbox entry of one alerting event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AlertRecord {
+pub(crate) struct AlertRecord {
     /// When the notification arrived (the start of the notification-to-route latency).
     pub received_at: String,
     /// The `ALERT_ON` value that matched (`emergencyCallEvent.callStarted`, ...).
@@ -45,7 +45,7 @@ pub struct AlertRecord {
 /// Which alert a call state raised (`alerts/undated/call-{id}/{state}.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CallIndexRecord {
+pub(crate) struct CallIndexRecord {
     pub alert: String,
     #[serde(default)]
     pub event_date_time: Option<String>,
@@ -54,7 +54,7 @@ pub struct CallIndexRecord {
 /// A claimed attempt: whoever created this object sends attempt `attempt`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     pub attempt: u32,
     pub instance: String,
     pub started_at: String,
@@ -65,7 +65,7 @@ pub struct AttemptRecord {
 /// What attempt `attempt` got.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResultRecord {
+pub(crate) struct ResultRecord {
     pub attempt: u32,
     pub finished_at: String,
     pub ok: bool,
@@ -79,18 +79,21 @@ pub struct ResultRecord {
 /// The route has the alert.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeliveredRecord {
+pub(crate) struct DeliveredRecord {
     pub attempt: u32,
     pub delivered_at: String,
     /// From the notification's arrival to the route's answer.
     pub latency_ms: u64,
     pub status: u16,
+    /// The bot route: the Bot Connector's id of the message (the call's follow-up replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<String>,
 }
 
 /// The route never took the alert within `ALERT_RETRY_HOURS`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ExpiredRecord {
+pub(crate) struct ExpiredRecord {
     pub expired_at: String,
     pub attempts: u32,
     pub reason: String,
@@ -155,13 +158,13 @@ impl Outbox {
 }
 
 /// `alerts/...` for an `events/...` name (same date, partition and digest).
-pub fn alert_name(event_name: &ObjectName) -> Option<ObjectName> {
+pub(crate) fn alert_name(event_name: &ObjectName) -> Option<ObjectName> {
     let rest = event_name.as_str().strip_prefix("events/")?;
     ObjectName::parse(&format!("alerts/{rest}"))
 }
 
 /// The index of a call's state.
-pub fn call_index_name(call_id: &str, call_event_type: Option<&str>) -> ObjectName {
+pub(crate) fn call_index_name(call_id: &str, call_event_type: Option<&str>) -> ObjectName {
     ObjectName::new(
         Kind::Alerts,
         None,

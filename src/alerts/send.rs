@@ -23,6 +23,9 @@ const EXCERPT_CHARS: usize = 200;
 pub struct Answer {
     pub status: u16,
     pub excerpt: String,
+    /// The bot route only: the id of the message the Bot Connector created or replaced (its
+    /// `ResourceResponse`), kept in the delivery record so the call's follow-up can replace it.
+    pub activity_id: Option<String>,
 }
 
 /// Why a send failed (every variant is retried).
@@ -30,14 +33,28 @@ pub struct Answer {
 pub enum SendError {
     #[error("no answer within {} s", SEND_DEADLINE.as_secs())]
     Timeout,
-    #[error("transport: {0}")]
-    Transport(String),
+    /// No answer: `message` is the whole cause chain (one line for the outbox and the log),
+    /// `source` the error (reqwest's, or the Bot Connector client's); neither shows the URL (a
+    /// webhook URL is a secret).
+    #[error("transport: {message}")]
+    Transport {
+        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("answered {status}: {excerpt}")]
     Status { status: u16, excerpt: String },
     #[error("the bot route is configured but the bot is not (BOT_APP_ID, BOT_CLIENT_SECRET)")]
     NoBot,
-    #[error("bot token: {0}")]
-    BotToken(String),
+    /// No token for the Bot Connector: `message` is the cause chain, `source` the SDK's error.
+    #[error("bot token: {message}")]
+    BotToken {
+        message: String,
+        #[source]
+        source: azure_core::Error,
+    },
+    #[error("bot: {0}")]
+    Bot(String),
 }
 
 impl SendError {
@@ -53,7 +70,15 @@ impl SendError {
         if e.is_timeout() {
             return SendError::Timeout;
         }
-        SendError::Transport(cause_chain(&e.without_url()))
+        Self::transport_from(e.without_url())
+    }
+
+    /// From an error whose text and sources show no URL: its cause chain, and the error.
+    pub fn transport_from(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SendError::Transport {
+            message: cause_chain(&e),
+            source: Box::new(e),
+        }
     }
 }
 
@@ -69,14 +94,17 @@ pub fn cause_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// What posts a proactive message as the Teams bot (the Bot Connector client).
+/// What posts a proactive message as the Teams bot (the Bot Connector client, [`super::bot`]).
 #[async_trait::async_trait]
 pub trait BotPoster: Send + Sync {
-    /// `POST {serviceUrl}/v3/conversations/{conversationId}/activities` with a Bot Connector token.
-    async fn post_activity(
+    /// `POST {serviceUrl}/v3/conversations/{conversationId}/activities` with the bot's token; with
+    /// `replaces`, `PUT …/activities/{replaces}` instead (the bot's earlier message is replaced).
+    /// A 2xx answer names the message's activity id.
+    async fn send_activity(
         &self,
         conversation: &BotConversation,
         activity: &Value,
+        replaces: Option<&str>,
     ) -> Result<Answer, SendError>;
 }
 
@@ -107,7 +135,11 @@ pub async fn send(
                 answer(request).await
             }
             Target::Bot(conversation) => match bot {
-                Some(bot) => bot.post_activity(conversation, &message.activity()).await,
+                Some(bot) => {
+                    let replaces = message.replaces.as_deref();
+                    bot.send_activity(conversation, &message.activity(), replaces)
+                        .await
+                }
                 None => Err(SendError::NoBot),
             },
         }
@@ -127,7 +159,11 @@ pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, SendErro
     let status = response.status().as_u16();
     let excerpt = excerpt(response).await;
     if (200..300).contains(&status) {
-        Ok(Answer { status, excerpt })
+        Ok(Answer {
+            status,
+            excerpt,
+            activity_id: None,
+        })
     } else {
         Err(SendError::Status { status, excerpt })
     }

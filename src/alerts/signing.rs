@@ -13,14 +13,14 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 
-pub const TIMESTAMP_HEADER: &str = "X-Alert-Timestamp";
-pub const SIGNATURE_HEADER: &str = "X-Alert-Signature";
-pub const ID_HEADER: &str = "X-Alert-Id";
+pub(crate) const TIMESTAMP_HEADER: &str = "X-Alert-Timestamp";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Alert-Signature";
+pub(crate) const ID_HEADER: &str = "X-Alert-Id";
 /// How far a verifier accepts a timestamp from its own clock, either way.
 pub const DEFAULT_TOLERANCE_S: i64 = 300;
 
 /// `v1=<hex>` for `timestamp` and `body`.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac(secret, timestamp, body)))
 }
 

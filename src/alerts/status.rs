@@ -138,7 +138,7 @@ pub async fn build(
 }
 
 /// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }

@@ -15,8 +15,9 @@
 //! retry): retries are few and short and every try has a deadline, so a dead or stuck storage
 //! account fails in seconds and the caller answers 503 instead of hanging.
 //!
-//! Errors carry the HTTP status and Storage error code, never a URL: the SDK's transport errors
-//! carry the request URL, SAS signature included, in their source chain.
+//! Errors carry the SDK's error as their source, wrapped in a [`StorageError`] that shows the
+//! HTTP status and Storage error code, never a URL: the SDK's transport errors carry the request
+//! URL, SAS signature included, in their text and source chain.
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::connection_string::{ConnectionString, StorageAuth};
 use super::sas::SasPolicy;
+use super::storage_error::StorageError;
 use super::{Archive, ArchiveError, Kind, ObjectName, Written};
 
 /// Deadline of one HTTP try (connect, send, response head). Small objects take milliseconds;
@@ -105,7 +107,7 @@ impl BlobArchive {
         };
         let client =
             BlobContainerClient::new(url, None, Some(client_options(Some(sas), transport)))
-                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+                .map_err(|e| ArchiveError::setting("blob container client", e))?;
         Self::open(client).await
     }
 
@@ -120,7 +122,7 @@ impl BlobArchive {
         transport: Option<Transport>,
     ) -> Result<Self, ArchiveError> {
         let endpoint = Url::parse(account_url.trim())
-            .map_err(|e| ArchiveError::Config(format!("ARCHIVE_ACCOUNT_URL is not a URL: {e}")))?;
+            .map_err(|e| ArchiveError::setting("ARCHIVE_ACCOUNT_URL is not a URL", e))?;
         if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
             return Err(ArchiveError::Config(
                 "ARCHIVE_ACCOUNT_URL must be an https URL (tokens are never sent over http); \
@@ -138,7 +140,7 @@ impl BlobArchive {
         let url = container_url(&endpoint, container)?;
         let client =
             BlobContainerClient::new(url, Some(credential), Some(client_options(None, transport)))
-                .map_err(|e| ArchiveError::Config(format!("blob container client: {e}")))?;
+                .map_err(|e| ArchiveError::setting("blob container client", e))?;
         Self::open(client).await
     }
 
@@ -174,7 +176,10 @@ impl BlobArchive {
             Err(e) if has_code(&e, StorageErrorCode::ContainerAlreadyExists) => Ok(()),
             Err(e) => Err(ArchiveError::Backend {
                 name: self.location.clone(),
-                reason: format!("cannot create or open the container: {}", reason(&e)),
+                source: Box::new(StorageError::during(
+                    "cannot create or open the container",
+                    e,
+                )),
             }),
         }
     }
@@ -184,10 +189,7 @@ impl BlobArchive {
             .blob_client(name.as_str())
             .exists()
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: name.to_string(),
-                reason: reason(&e),
-            })
+            .map_err(|e| ArchiveError::backend(name.to_string(), StorageError::new(e)))
     }
 
     async fn put_owned(&self, name: ObjectName, body: Bytes) -> Result<Written, ArchiveError> {
@@ -230,10 +232,10 @@ impl Archive for BlobArchive {
             {
                 Ok(Written::AlreadyExisted)
             }
-            Err(e) => Err(ArchiveError::Backend {
-                name: name.to_string(),
-                reason: reason(&e),
-            }),
+            Err(e) => Err(ArchiveError::backend(
+                name.to_string(),
+                StorageError::new(e),
+            )),
         }
     }
 
@@ -262,10 +264,8 @@ impl Archive for BlobArchive {
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Option<Bytes>, ArchiveError> {
-        let backend = |e: &azure_core::Error| ArchiveError::Backend {
-            name: name.to_string(),
-            reason: reason(e),
-        };
+        let backend =
+            |e: azure_core::Error| ArchiveError::backend(name.to_string(), StorageError::new(e));
         let response = match self
             .container
             .blob_client(name.as_str())
@@ -274,21 +274,14 @@ impl Archive for BlobArchive {
         {
             Ok(r) => r,
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-            Err(e) => return Err(backend(&e)),
+            Err(e) => return Err(backend(e)),
         };
-        response
-            .body
-            .collect()
-            .await
-            .map(Some)
-            .map_err(|e| backend(&e))
+        response.body.collect().await.map(Some).map_err(backend)
     }
 
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectName>, ArchiveError> {
-        let backend = |e: &azure_core::Error| ArchiveError::Backend {
-            name: kind.prefix().into(),
-            reason: reason(e),
-        };
+        let backend =
+            |e: azure_core::Error| ArchiveError::backend(kind.prefix(), StorageError::new(e));
         let options = BlobContainerClientListBlobsOptions {
             prefix: Some(format!("{}/", kind.prefix())),
             maxresults: self
@@ -296,12 +289,9 @@ impl Archive for BlobArchive {
                 .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX)),
             ..Default::default()
         };
-        let mut blobs = self
-            .container
-            .list_blobs(Some(options))
-            .map_err(|e| backend(&e))?;
+        let mut blobs = self.container.list_blobs(Some(options)).map_err(&backend)?;
         let mut names = Vec::new();
-        while let Some(blob) = blobs.try_next().await.map_err(|e| backend(&e))? {
+        while let Some(blob) = blobs.try_next().await.map_err(&backend)? {
             // Anything not written by us (a stray upload by hand) is ignored, as on disk.
             if let Some(name) = blob.name.as_deref().and_then(ObjectName::parse) {
                 names.push(name);
@@ -340,7 +330,7 @@ fn container_url(endpoint: &Url, container: &str) -> Result<Url, ArchiveError> {
     Ok(url)
 }
 
-fn client_options(
+pub(crate) fn client_options(
     sas: Option<SasPolicy>,
     transport: Option<Transport>,
 ) -> BlobContainerClientOptions {
@@ -384,30 +374,6 @@ impl Policy for TryTimeout {
 
 pub(super) fn has_code(e: &azure_core::Error, code: StorageErrorCode) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == code.as_ref())
-}
-
-/// A short reason for logs and errors. Built from the error's kind only: the SDK's transport
-/// errors quote the request URL, SAS signature included, so their text is never used.
-pub(super) fn reason(e: &azure_core::Error) -> String {
-    match e.kind() {
-        ErrorKind::HttpResponse {
-            status, error_code, ..
-        } => {
-            let code = error_code.as_deref().unwrap_or("no error code");
-            let hint = if code == "InvalidHeaderValue" {
-                " (Azurite refuses the SDK's x-ms-version: start it with --skipApiVersionCheck)"
-            } else {
-                ""
-            };
-            format!("HTTP {} {code}{hint}", u16::from(*status))
-        }
-        ErrorKind::Connection => "cannot connect to the storage endpoint".into(),
-        ErrorKind::Io => "no complete answer from the storage endpoint (timeout or I/O)".into(),
-        // Token errors come from the credential, not from a SAS URL: their text helps and is safe.
-        ErrorKind::Credential => format!("credential: {e}"),
-        ErrorKind::DataConversion => "unexpected answer from the storage endpoint".into(),
-        _ => "storage client error".into(),
-    }
 }
 
 #[cfg(test)]
@@ -489,27 +455,12 @@ mod tests {
             )
             .await;
             match result {
-                Err(ArchiveError::Config(m)) => assert!(m.contains(expected), "{url}: {m}"),
+                Err(e @ (ArchiveError::Config(_) | ArchiveError::Setting { .. })) => {
+                    assert!(e.to_string().contains(expected), "{url}: {e}")
+                }
                 Err(other) => panic!("{url}: {other}"),
                 Ok(_) => panic!("{url}: accepted"),
             }
         }
-    }
-
-    #[test]
-    fn reasons_carry_status_and_code_only() {
-        let e = azure_core::Error::with_message(
-            ErrorKind::HttpResponse {
-                status: StatusCode::Forbidden,
-                error_code: Some("AuthenticationFailed".into()),
-                raw_response: None,
-            },
-            "http://h/c?sig=secret",
-        );
-        assert_eq!(reason(&e), "HTTP 403 AuthenticationFailed");
-        let e = azure_core::Error::with_message(ErrorKind::Connection, "http://h/c?sig=secret");
-        assert!(!reason(&e).contains("secret"));
-        let e = azure_core::Error::with_message(ErrorKind::Io, "http://h/c?sig=secret");
-        assert!(!reason(&e).contains("secret"));
     }
 }

@@ -11,7 +11,8 @@ use azure_storage_blob::models::{
 };
 
 use super::ArchiveError;
-use super::blob::{BlobArchive, has_code, reason};
+use super::StorageError;
+use super::blob::{BlobArchive, has_code};
 use super::lease::{HeldLease, LeaseName, LeaseStore};
 
 /// Storage's bounds on a lease's duration, in seconds.
@@ -22,11 +23,8 @@ fn blob_name(name: &LeaseName) -> String {
     format!("leases/{name}")
 }
 
-fn backend(name: &LeaseName, e: &azure_core::Error) -> ArchiveError {
-    ArchiveError::Backend {
-        name: blob_name(name),
-        reason: reason(e),
-    }
+fn backend(name: &LeaseName, e: azure_core::Error) -> ArchiveError {
+    ArchiveError::backend(blob_name(name), StorageError::new(e))
 }
 
 impl BlobArchive {
@@ -46,7 +44,7 @@ impl BlobArchive {
             {
                 Ok(())
             }
-            Err(e) => Err(backend(name, &e)),
+            Err(e) => Err(backend(name, e)),
         }
     }
 }
@@ -68,14 +66,16 @@ impl LeaseStore for BlobArchive {
         let response = match result {
             Ok(r) => r,
             Err(e) if has_code(&e, StorageErrorCode::LeaseAlreadyPresent) => return Ok(None),
-            Err(e) => return Err(backend(name, &e)),
+            Err(e) => return Err(backend(name, e)),
         };
         let lease_id = response
             .lease_id()
-            .map_err(|e| backend(name, &e))?
-            .ok_or_else(|| ArchiveError::Backend {
-                name: blob_name(name),
-                reason: "Storage granted a lease without an x-ms-lease-id".into(),
+            .map_err(|e| backend(name, e))?
+            .ok_or_else(|| {
+                ArchiveError::backend(
+                    blob_name(name),
+                    "Storage granted a lease without an x-ms-lease-id",
+                )
             })?;
         Ok(Some(Box::new(BlobLease {
             blob,
@@ -98,7 +98,7 @@ impl HeldLease for BlobLease {
             .renew_lease(self.lease_id.clone(), None)
             .await
             .map(|_| ())
-            .map_err(|e| backend(&self.name, &e))
+            .map_err(|e| backend(&self.name, e))
     }
 
     async fn release(&self) -> Result<(), ArchiveError> {
@@ -106,6 +106,6 @@ impl HeldLease for BlobLease {
             .release_lease(self.lease_id.clone(), None)
             .await
             .map(|_| ())
-            .map_err(|e| backend(&self.name, &e))
+            .map_err(|e| backend(&self.name, e))
     }
 }

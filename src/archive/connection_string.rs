@@ -18,7 +18,7 @@ pub const DEVELOPMENT_ACCOUNT: &str = "devstoreaccount1";
 pub const DEVELOPMENT_ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// Where `UseDevelopmentStorage=true` points: Azurite's default Blob port.
-pub const DEVELOPMENT_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+pub(crate) const DEVELOPMENT_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 
 const DEFAULT_ENDPOINT_SUFFIX: &str = "core.windows.net";
 
@@ -34,7 +34,7 @@ const IGNORED_KEYS: [&str; 6] = [
 
 /// How requests to the account are authorized.
 #[derive(Debug)]
-pub enum StorageAuth {
+pub(crate) enum StorageAuth {
     /// `AccountKey`: we sign account SAS tokens with it.
     AccountKey(AccountKey),
     /// `SharedAccessSignature`: used as given (without a leading `?`).
@@ -43,7 +43,7 @@ pub enum StorageAuth {
 
 /// A parsed connection string.
 #[derive(Debug)]
-pub struct ConnectionString {
+pub(crate) struct ConnectionString {
     /// The Blob service endpoint: http(s), no trailing slash, no query.
     pub blob_endpoint: Url,
     pub auth: StorageAuth,
@@ -252,8 +252,8 @@ fn shared_access_signature(sas: &str) -> Result<StorageAuth, ArchiveError> {
 
 /// An http(s) endpoint with a host, no query or fragment, without a trailing slash.
 fn parse_endpoint(s: &str) -> Result<Url, ArchiveError> {
-    let mut url =
-        Url::parse(s.trim()).map_err(|e| config(format!("BlobEndpoint is not a URL: {e}")))?;
+    let mut url = Url::parse(s.trim())
+        .map_err(|e| ArchiveError::setting("ARCHIVE_CONNECTION: BlobEndpoint is not a URL", e))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(config("BlobEndpoint must be an http(s) URL with a host"));
     }
@@ -283,6 +283,7 @@ mod tests {
     fn config_error(s: &str) -> String {
         match parse(s) {
             Err(ArchiveError::Config(m)) => m,
+            Err(ArchiveError::Setting { what, source }) => format!("{what}: {source}"),
             other => panic!("{s:?} should be a configuration error, got {other:?}"),
         }
     }

@@ -25,9 +25,9 @@ use bytes::Bytes;
 use super::{Archive, ArchiveError, Kind, ObjectName, Written};
 
 /// The most files one batch holds open at once, whatever its size.
-pub const OPEN_FILES_PER_CHUNK: usize = 32;
+pub(crate) const OPEN_FILES_PER_CHUNK: usize = 32;
 /// A temporary file older than this was left by a crash: a live write takes milliseconds.
-pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
 const TEMPORARY_PREFIX: &str = ".tmp-";
 
 pub struct FsArchive {
@@ -61,10 +61,7 @@ impl FsArchive {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || sweep(&root, older_than))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: "temporary files".into(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| ArchiveError::backend("temporary files", e))?
             .map_err(|source| ArchiveError::Io {
                 name: "temporary files".into(),
                 source,
@@ -249,10 +246,7 @@ impl Archive for FsArchive {
         };
         tokio::task::spawn_blocking(move || write_batch(&paths, &bodies))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: describe(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| ArchiveError::backend(describe(), e))?
             .map_err(|source| ArchiveError::Io {
                 name: describe(),
                 source,
@@ -269,10 +263,7 @@ impl Archive for FsArchive {
                 .collect::<std::io::Result<Vec<bool>>>()
         })
         .await
-        .map_err(|e| ArchiveError::Backend {
-            name: first.clone(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| ArchiveError::backend(first.clone(), e))?
         .map_err(|source| ArchiveError::Io {
             name: first,
             source,
@@ -294,10 +285,7 @@ impl Archive for FsArchive {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || list_files(&root, kind))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: kind.prefix().into(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| ArchiveError::backend(kind.prefix(), e))?
             .map_err(|source| ArchiveError::Io {
                 name: kind.prefix().into(),
                 source,

@@ -54,10 +54,7 @@ impl LeaseStore for FsArchive {
         let path = self.root().join("leases").join(format!("{name}.lock"));
         let locked = tokio::task::spawn_blocking(move || try_lock(path))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: format!("leases/{name}"),
-                reason: e.to_string(),
-            })??;
+            .map_err(|e| ArchiveError::backend(format!("leases/{name}"), e))??;
         Ok(locked.map(|file| Box::new(FsLease(Mutex::new(Some(file)))) as Box<dyn HeldLease>))
     }
 }

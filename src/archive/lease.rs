@@ -43,7 +43,7 @@ impl std::fmt::Display for LeaseName {
 }
 
 /// The lease the renewer holds around every reconcile and lifecycle reaction.
-pub fn renewer_lease() -> LeaseName {
+pub(crate) fn renewer_lease() -> LeaseName {
     LeaseName("renewer".to_string())
 }
 

@@ -15,6 +15,9 @@ pub mod lease;
 pub mod recent;
 pub mod records;
 pub mod sas;
+mod storage_error;
+
+pub use storage_error::StorageError;
 
 use bytes::Bytes;
 
@@ -131,7 +134,7 @@ impl std::fmt::Display for ObjectName {
 }
 
 /// Keeps `[A-Za-z0-9._-]`, maps everything else to `_`, and never yields `.`/`..`/empty.
-pub fn sanitize_segment(s: &str) -> String {
+pub(crate) fn sanitize_segment(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .take(128)
@@ -166,10 +169,47 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
-    #[error("archive backend failed for {name}: {reason}")]
-    Backend { name: String, reason: String },
+    /// The backend failed: Storage's answer ([`StorageError`]), a worker task that did not
+    /// finish, or an answer the archive cannot use.
+    #[error("archive backend failed for {name}: {source}")]
+    Backend {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("archive configuration: {0}")]
     Config(String),
+    /// A setting the archive could not use, with the parser's or the SDK's error.
+    #[error("archive configuration: {what}: {source}")]
+    Setting {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ArchiveError {
+    /// A setting (`what`) the archive could not use, and why.
+    pub(crate) fn setting(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ArchiveError::Setting {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A backend failure of `name` (an object, a prefix, a lease) with its cause.
+    pub fn backend(
+        name: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ArchiveError::Backend {
+            name: name.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// The storage of archived objects. Implementations must make [`Archive::put_if_absent`] atomic:

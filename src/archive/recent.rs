@@ -213,10 +213,7 @@ mod tests {
                 name: &ObjectName,
                 _: Bytes,
             ) -> Result<Written, ArchiveError> {
-                Err(ArchiveError::Backend {
-                    name: name.to_string(),
-                    reason: "down".into(),
-                })
+                Err(ArchiveError::backend(name.to_string(), "down"))
             }
             async fn exist_all(&self, names: &[ObjectName]) -> Result<Vec<bool>, ArchiveError> {
                 Ok(vec![false; names.len()])

@@ -13,7 +13,7 @@ use crate::graph::notification::ChangeNotification;
 /// A verified event: a basic notification, or a rich one with its decrypted payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventRecord {
+pub(crate) struct EventRecord {
     pub received_at: String,
     pub subscription_id: String,
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct EventRecord {
 /// An item that passed validation but could not be decrypted (yet): replayable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct QuarantineRecord {
+pub(crate) struct QuarantineRecord {
     pub received_at: String,
     /// Human-readable reason (e.g. `no decryption key configured`).
     pub reason: String,
@@ -54,17 +54,22 @@ pub struct QuarantineRecord {
 /// A rich batch as received (items canonical), persisted before decryption.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawRecord {
+pub(crate) struct RawRecord {
     pub received_at: String,
-    /// The validationTokens were checked before this batch was stored.
+    /// The validationTokens were checked before this batch was stored (`false`: the batch came
+    /// through Event Hubs without tokens, where the hub's Data Sender role proves the sender).
     pub tokens_verified: bool,
     pub notifications: Vec<ChangeNotification>,
+    /// For Event Hubs delivery: the event's metadata (sequence number, partition key, enqueued
+    /// time, properties, partition and retry context) as the Functions host gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hub: Option<Value>,
 }
 
 /// A batch whose validationTokens failed: evidence, never an event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RejectedRecord {
+pub(crate) struct RejectedRecord {
     pub received_at: String,
     pub reason: String,
     /// Stable code of the reason (`badSignature`, `wrongAudience`, `tenantNotCovered`, ...);
@@ -72,12 +77,26 @@ pub struct RejectedRecord {
     #[serde(default)]
     pub reason_code: String,
     pub notifications: Vec<ChangeNotification>,
+    /// An Event Hubs event that is not a notification collection: its digest and size only (the
+    /// text could hold a clientState, which is never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<UnreadableBody>,
+}
+
+/// What is kept of an unreadable event body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UnreadableBody {
+    pub sha256: String,
+    pub bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hub: Option<Value>,
 }
 
 /// A `resync/` object: the record of a `missed` lifecycle notification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResyncRecord {
+pub(crate) struct ResyncRecord {
     pub subscription_id: String,
     /// The subscribed resource to read again (absent when neither the notification nor Graph
     /// could tell).
@@ -96,7 +115,7 @@ pub struct ResyncRecord {
 /// `missed` notification was received (`until`). Resync everything changed in between.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResyncWindow {
+pub(crate) struct ResyncWindow {
     #[serde(default)]
     pub from: Option<String>,
     pub until: String,
@@ -105,7 +124,7 @@ pub struct ResyncWindow {
 /// A lifecycle notification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LifecycleRecord {
+pub(crate) struct LifecycleRecord {
     pub received_at: String,
     pub lifecycle_event: String,
     pub notification: ChangeNotification,
@@ -116,7 +135,7 @@ pub struct LifecycleRecord {
 /// is that of the canonical bytes of `activity` (so a redelivery is the same object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BotEventRecord {
+pub(crate) struct BotEventRecord {
     pub received_at: String,
     /// Always `bot`.
     pub source: String,
@@ -140,13 +159,13 @@ pub struct BotEventRecord {
 }
 
 /// The `source` of every [`BotEventRecord`].
-pub const BOT_SOURCE: &str = "bot";
+pub(crate) const BOT_SOURCE: &str = "bot";
 
 /// A messaging-endpoint request whose token failed: evidence, never an event. Under
 /// `rejected/{yyyy}/{mm}/{dd}/bot/{sha256}.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RejectedBotRecord {
+pub(crate) struct RejectedBotRecord {
     pub received_at: String,
     pub reason: String,
     /// Stable code of the reason (`noHeader`, `wrongIssuer`, `serviceUrlMismatch`, ...).
@@ -161,7 +180,7 @@ pub struct RejectedBotRecord {
 }
 
 /// The name of a bot record under `kind`: the `bot` partition of `date`, the hash of `canonical`.
-pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> ObjectName {
+pub(crate) fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> ObjectName {
     ObjectName::new(kind, date, BOT_SOURCE, &sha256_hex(canonical))
 }
 
@@ -172,7 +191,7 @@ pub fn bot_name(kind: Kind, date: Option<(i32, u8, u8)>, canonical: &[u8]) -> Ob
 /// start and end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MeetingStateRecord {
+pub(crate) struct MeetingStateRecord {
     pub recorded_at: String,
     /// `start` or `end`.
     pub action: String,
@@ -190,7 +209,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The name of an item's object under `kind`: date and subscription partitions, content hash.
-pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> ObjectName {
+pub(crate) fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> ObjectName {
     ObjectName::new(
         kind,
         item.partition_date(),
@@ -201,7 +220,7 @@ pub fn item_name(kind: Kind, item: &ChangeNotification, canonical: &[u8]) -> Obj
 
 /// The name of a batch's object under `kind`: the hash of its items' canonical forms (not of the
 /// validationTokens, which Graph may renew between resends of the same batch).
-pub fn batch_name<'a>(
+pub(crate) fn batch_name<'a>(
     kind: Kind,
     date: Option<(i32, u8, u8)>,
     canonicals: impl IntoIterator<Item = &'a [u8]>,
@@ -216,24 +235,39 @@ pub fn batch_name<'a>(
 
 /// A [`RawRecord`]'s JSON, spliced from the items' canonical bytes (already computed for their
 /// names) instead of serializing every item again: the raw batch is on the hot path.
-pub fn raw_record_json(received_at: &str, canonicals: &[Vec<u8>]) -> bytes::Bytes {
+/// `event_hub` is the Event Hubs metadata of the event the batch came in, if it did.
+pub(crate) fn raw_record_json(
+    received_at: &str,
+    tokens_verified: bool,
+    event_hub: Option<&Value>,
+    canonicals: &[Vec<u8>],
+) -> bytes::Bytes {
     let size = canonicals.iter().map(|c| c.len() + 1).sum::<usize>() + 96;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"{\"receivedAt\":");
     out.extend(serde_json::to_vec(received_at).expect("strings serialize"));
-    out.extend_from_slice(b",\"tokensVerified\":true,\"notifications\":[");
+    out.extend_from_slice(if tokens_verified {
+        b",\"tokensVerified\":true,\"notifications\":["
+    } else {
+        b",\"tokensVerified\":false,\"notifications\":["
+    });
     for (i, c) in canonicals.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(c);
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if let Some(meta) = event_hub {
+        out.extend_from_slice(b",\"eventHub\":");
+        out.extend(serde_json::to_vec(meta).expect("JSON values serialize"));
+    }
+    out.push(b'}');
     bytes::Bytes::from(out)
 }
 
 /// Serializes a record, compact (records are plain data; this cannot fail).
-pub fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
+pub(crate) fn to_json<T: Serialize>(record: &T) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(record).expect("records always serialize"))
 }
 
@@ -246,9 +280,25 @@ mod tests {
     fn the_spliced_raw_record_reads_back_as_a_raw_record() {
         let c = parse_collection(br#"{"value":[{"subscriptionId":"a","encryptedContent":{"data":"x"}},{"subscriptionId":"b","x":[1]}]}"#).unwrap();
         let canonicals: Vec<Vec<u8>> = c.value.iter().map(ChangeNotification::canonical).collect();
-        let raw: RawRecord =
-            serde_json::from_slice(&raw_record_json("2026-11-23T00:00:00Z", &canonicals)).unwrap();
+        let raw: RawRecord = serde_json::from_slice(&raw_record_json(
+            "2026-11-23T00:00:00Z",
+            true,
+            None,
+            &canonicals,
+        ))
+        .unwrap();
         assert!(raw.tokens_verified);
+        assert!(raw.event_hub.is_none());
+        let meta = serde_json::json!({"sequenceNumber": 7});
+        let raw: RawRecord = serde_json::from_slice(&raw_record_json(
+            "2026-11-23T00:00:00Z",
+            false,
+            Some(&meta),
+            &canonicals,
+        ))
+        .unwrap();
+        assert!(!raw.tokens_verified);
+        assert_eq!(raw.event_hub, Some(meta));
         assert_eq!(raw.notifications.len(), 2);
         assert_eq!(raw.notifications[1].canonical(), canonicals[1]);
     }

@@ -26,7 +26,7 @@ use time::macros::format_description;
 use super::ArchiveError;
 
 /// The signed storage version (`sv`). Azurite 3.35 and Azure both verify this layout.
-pub const SAS_VERSION: &str = "2022-11-02";
+pub(crate) const SAS_VERSION: &str = "2022-11-02";
 
 /// How long a SAS signed by [`SasPolicy`] is valid.
 const SIGNED_LIFETIME: time::Duration = time::Duration::hours(2);
@@ -190,7 +190,7 @@ fn format_time(t: OffsetDateTime) -> String {
 
 /// A pipeline policy that appends a SAS to the query of every request.
 #[derive(Clone)]
-pub struct SasPolicy {
+pub(crate) struct SasPolicy {
     source: Arc<SasSource>,
 }
 

@@ -71,7 +71,6 @@ pub struct Activity {
     pub activity_type: String,
     /// Trimmed.
     pub name: String,
-    pub id: Option<String>,
     pub timestamp: Option<String>,
     pub channel_id: String,
     pub service_url: String,
@@ -129,7 +128,6 @@ impl Activity {
         Ok(Activity {
             activity_type: at(&["type"]).unwrap_or_default(),
             name: at(&["name"]).unwrap_or_default().trim().to_owned(),
-            id: at(&["id"]),
             timestamp: at(&["timestamp"]),
             channel_id: at(&["channelId"]).unwrap_or_default(),
             service_url: at(&["serviceUrl"]).unwrap_or_default(),

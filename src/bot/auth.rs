@@ -4,7 +4,7 @@
 //!
 //! 1. the `Bearer` scheme, a compact JWS;
 //! 2. keys from the OpenID metadata at `BOT_OPENID_METADATA` (default
-//!    [`DEFAULT_OPENID_METADATA`]) → `jwks_uri`, cached and refreshed on an unknown `kid`,
+//!    [`crate::config::DEFAULT_BOT_OPENID_METADATA`]) → `jwks_uri`, cached and refreshed on an unknown `kid`,
 //!    rate-limited ([`crate::jwks::JwksCache`], shared with Graph's validationTokens);
 //! 3. `iss` = [`BOT_FRAMEWORK_ISSUER`]; `aud` = `BOT_APP_ID`; `exp`/`nbf` with 5 minutes of
 //!    clock skew;
@@ -32,8 +32,6 @@ use crate::jwks::{JwksCache, JwksError, JwksOptions, KeyLookupError, printable, 
 
 /// The Bot Connector's token issuer.
 pub const BOT_FRAMEWORK_ISSUER: &str = "https://api.botframework.com";
-/// Where the Bot Connector publishes its signing keys (`BOT_OPENID_METADATA` overrides it).
-pub const DEFAULT_OPENID_METADATA: &str = crate::config::DEFAULT_BOT_OPENID_METADATA;
 /// Clock skew allowed on `exp` and `nbf` ("industry-standard clock-skew is 5 minutes").
 pub const LEEWAY_SECS: u64 = 300;
 /// Tokens longer than this are refused before any parsing (connector tokens are 1-2 KiB).
@@ -392,7 +390,7 @@ mod tests {
         let auth = BotAuthenticator::new(
             "app",
             Some("72F988BF-86F1-41AF-91AB-2D7CD011DB47"),
-            DEFAULT_OPENID_METADATA,
+            crate::config::DEFAULT_BOT_OPENID_METADATA,
             "https://login.microsoftonline.com/",
             reqwest::Client::new(),
             JwksOptions::default(),
@@ -432,7 +430,7 @@ mod tests {
         let multi = BotAuthenticator::new(
             "app",
             None,
-            DEFAULT_OPENID_METADATA,
+            crate::config::DEFAULT_BOT_OPENID_METADATA,
             "https://login.microsoftonline.com",
             reqwest::Client::new(),
             JwksOptions::default(),

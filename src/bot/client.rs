@@ -4,7 +4,9 @@
 //! - `GET {serviceUrl}/v1/meetings/{meetingId}`: meeting details;
 //! - `GET {serviceUrl}/v1/meetings/{meetingId}/participants/{participantId}?tenantId=…`: one
 //!   participant (role, `inMeeting`);
-//! - `POST {serviceUrl}/v3/conversations/{conversationId}/activities`: a proactive message.
+//! - `POST {serviceUrl}/v3/conversations/{conversationId}/activities`: a proactive message;
+//! - `PUT {serviceUrl}/v3/conversations/{conversationId}/activities/{activityId}`: replaces a
+//!   message the bot sent (the emergency alert's card, when the call ends).
 //!
 //! The token is for [`BOT_API_SCOPE`], from the credential the caller gives (the bot's app id and
 //! client secret against `AUTHORITY_HOST`/`BOT_TENANT_ID`, or its managed identity).
@@ -20,7 +22,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// The scope of the bot's token for the Bot Connector and the Bot APIs.
-pub const BOT_API_SCOPE: &str = "https://api.botframework.com/.default";
+pub(crate) const BOT_API_SCOPE: &str = "https://api.botframework.com/.default";
 /// Answers larger than this are refused (meeting details and participants are a few KiB).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 /// Bot API calls are enrichment or alerts: bounded, never waited on for long.
@@ -30,7 +32,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`*.botframework.com`), Teams' public-cloud Bot Connector (`smba.trafficmanager.net`, every
 /// region under its path), and the government clouds' (GCC, GCC High, DoD). Not
 /// `*.trafficmanager.net`: anyone can create a Traffic Manager profile under it.
-pub const DEFAULT_SERVICE_URL_HOSTS: &[&str] = &[
+pub(crate) const DEFAULT_SERVICE_URL_HOSTS: &[&str] = &[
     "*.botframework.com",
     "smba.trafficmanager.net",
     "smba.infra.gcc.teams.microsoft.com",
@@ -70,12 +72,19 @@ pub enum BotApiError {
         path: String,
         status: u16,
     },
+    /// The call succeeded (`status`, a 2xx) but its answer was too large to read.
     #[error("{method} {path}: answer larger than {MAX_ANSWER_BYTES} bytes")]
-    TooLarge { method: &'static str, path: String },
+    TooLarge {
+        method: &'static str,
+        path: String,
+        status: u16,
+    },
+    /// The call succeeded (`status`, a 2xx) but its answer is not JSON.
     #[error("{method} {path}: answer is not JSON: {source}")]
     Json {
         method: &'static str,
         path: String,
+        status: u16,
         #[source]
         source: serde_json::Error,
     },
@@ -88,6 +97,22 @@ impl BotApiError {
             BotApiError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// What the Bot Connector answered a send or an update: a `ResourceResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceResponse {
+    /// The 2xx status (the connector answers 200 or 201).
+    pub status: u16,
+    /// The activity's id, when the answer names one.
+    pub id: Option<String>,
+}
+
+impl From<(u16, Value)> for ResourceResponse {
+    fn from((status, answer): (u16, Value)) -> Self {
+        let id = answer.get("id").and_then(Value::as_str).map(str::to_owned);
+        ResourceResponse { status, id }
     }
 }
 
@@ -193,8 +218,10 @@ impl ConnectorClient {
     /// `GET {serviceUrl}/v1/meetings/{meetingId}`: the meeting's details.
     pub async fn meeting(&self, service_url: &str, meeting_id: &str) -> Result<Value, BotApiError> {
         let path = format!("v1/meetings/{}", component(meeting_id));
-        self.call(reqwest::Method::GET, service_url, &path, None)
-            .await
+        let (_, answer) = self
+            .call(reqwest::Method::GET, service_url, &path, None)
+            .await?;
+        Ok(answer)
     }
 
     /// `GET {serviceUrl}/v1/meetings/{meetingId}/participants/{participantId}?tenantId=…`.
@@ -211,8 +238,10 @@ impl ConnectorClient {
             component(participant_id),
             component(tenant_id)
         );
-        self.call(reqwest::Method::GET, service_url, &path, None)
-            .await
+        let (_, answer) = self
+            .call(reqwest::Method::GET, service_url, &path, None)
+            .await?;
+        Ok(answer)
     }
 
     /// `POST {serviceUrl}/v3/conversations/{conversationId}/activities`: sends `activity` (a
@@ -223,10 +252,33 @@ impl ConnectorClient {
         service_url: &str,
         conversation_id: &str,
         activity: &Value,
-    ) -> Result<Value, BotApiError> {
+    ) -> Result<ResourceResponse, BotApiError> {
         let path = format!("v3/conversations/{}/activities", component(conversation_id));
-        self.call(reqwest::Method::POST, service_url, &path, Some(activity))
-            .await
+        let answer = self
+            .call(reqwest::Method::POST, service_url, &path, Some(activity))
+            .await?;
+        Ok(ResourceResponse::from(answer))
+    }
+
+    /// `PUT {serviceUrl}/v3/conversations/{conversationId}/activities/{activityId}`: replaces
+    /// the bot's earlier message `activity_id` (the id a send answered) with `activity`; the
+    /// answer is a `ResourceResponse`.
+    pub async fn update_activity(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        activity_id: &str,
+        activity: &Value,
+    ) -> Result<ResourceResponse, BotApiError> {
+        let path = format!(
+            "v3/conversations/{}/activities/{}",
+            component(conversation_id),
+            component(activity_id)
+        );
+        let answer = self
+            .call(reqwest::Method::PUT, service_url, &path, Some(activity))
+            .await?;
+        Ok(ResourceResponse::from(answer))
     }
 
     async fn call(
@@ -235,11 +287,11 @@ impl ConnectorClient {
         service_url: &str,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, BotApiError> {
-        let name: &'static str = if method == reqwest::Method::POST {
-            "POST"
-        } else {
-            "GET"
+    ) -> Result<(u16, Value), BotApiError> {
+        let name: &'static str = match method {
+            reqwest::Method::POST => "POST",
+            reqwest::Method::PUT => "PUT",
+            _ => "GET",
         };
         let base = self
             .policy
@@ -282,18 +334,21 @@ impl ConnectorClient {
                 return Err(BotApiError::TooLarge {
                     method: name,
                     path: shown,
+                    status: status.as_u16(),
                 });
             }
             bytes.extend_from_slice(&chunk);
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
+            return Ok((status.as_u16(), Value::Null));
         }
-        serde_json::from_slice(&bytes).map_err(|source| BotApiError::Json {
+        let answer = serde_json::from_slice(&bytes).map_err(|source| BotApiError::Json {
             method: name,
             path: shown,
+            status: status.as_u16(),
             source,
-        })
+        })?;
+        Ok((status.as_u16(), answer))
     }
 }
 

@@ -8,6 +8,6 @@
 //!
 //! Nothing here decides what is archived or answered: the messaging endpoint does.
 
-pub mod activity;
-pub mod auth;
+pub(crate) mod activity;
+pub(crate) mod auth;
 pub mod client;

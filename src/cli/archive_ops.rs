@@ -15,7 +15,8 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
             .expect("the template is valid")
             .progress_chars("=> "),
     );
-    let stats = crate::ops::replay::replay(&archive, &keys, &progress).await?;
+    let payloads = builder.payload_store(&http)?;
+    let stats = crate::ops::replay::replay(&archive, &keys, payloads.as_deref(), &progress).await?;
     println!(
         "replay of {}: {} examined, {} recovered, {} already archived, {} still quarantined, {} unreadable",
         archive.location(),

@@ -124,6 +124,8 @@ pub async fn run(cmd: SubscriptionsCommand, config: &Config) -> anyhow::Result<(
                 api_version: api_version.map(|v| v.as_str().to_string()),
                 model,
                 description: None,
+                delivery: None,
+                notification_url: None,
             };
             let desired = entry.validate().map_err(anyhow::Error::msg)?;
             create(&graph, &parts, &desired, json).await

@@ -28,10 +28,8 @@ pub fn self_signed_between(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<DecryptionKey, KeyError> {
-    let fail = |e: openssl::error::ErrorStack| KeyError::Invalid {
-        name: format!("generated:{id}"),
-        reason: e.to_string(),
-    };
+    let label = format!("generated:{id}");
+    let fail = |e: openssl::error::ErrorStack| KeyError::unusable(&label, "generating", e);
     let rsa = Rsa::generate(2048).map_err(fail)?;
     let key = PKey::from_rsa(rsa).map_err(fail)?;
     let mut name = X509NameBuilder::new().map_err(fail)?;
@@ -64,10 +62,7 @@ pub fn self_signed_between(
 
 /// PEM with the private key then the certificate: the format `NOTIFICATION_CERTIFICATES` reads.
 pub fn to_pem(key: &DecryptionKey) -> Result<Vec<u8>, KeyError> {
-    let fail = |e: openssl::error::ErrorStack| KeyError::Invalid {
-        name: key.source.clone(),
-        reason: e.to_string(),
-    };
+    let fail = |e: openssl::error::ErrorStack| KeyError::unusable(&key.source, "PEM encoding", e);
     let mut pem = key.private_key.private_key_to_pem_pkcs8().map_err(fail)?;
     pem.extend(key.certificate.to_pem().map_err(fail)?);
     Ok(pem)

@@ -7,11 +7,15 @@
 //! - [`messages`]: the Teams bot's messaging endpoint (`POST /api/messages`);
 //! - [`timer`]: the `renew` timer function on top of the renewer;
 //! - [`connections`]: serving connections: header read timeout, connection cap, bounded drain;
+//! - [`eventhub`]: the `eventhub` function (eventHubTrigger): decode, receive, spool, answer;
+//! - [`replay`]: the `replay` timer: the Event Hubs spool, then quarantine and raw items.
 //! - [`alert_timer`]: the `alerts` timer function on top of alert delivery.
 
-pub mod alert_timer;
-pub mod connections;
-pub mod invocation;
-pub mod messages;
+pub(crate) mod alert_timer;
+pub(crate) mod connections;
+pub(crate) mod eventhub;
+pub(crate) mod invocation;
+pub(crate) mod messages;
+pub(crate) mod replay;
 pub mod routes;
-pub mod timer;
+pub(crate) mod timer;

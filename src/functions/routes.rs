@@ -15,6 +15,8 @@ use futures::StreamExt;
 use warp::http::{StatusCode, header};
 use warp::{Buf, Filter, Rejection, Reply};
 
+use super::eventhub::EventHubFunction;
+use super::replay::ReplayTimer;
 use crate::alerts::delivery::Dispatcher;
 use crate::logging::escape;
 use crate::receiver::{Endpoint, ReceiveError, Receiver};
@@ -30,6 +32,12 @@ pub struct AppState {
     pub limits: crate::config::Limits,
     /// Lifecycle reactions and the renew timer (absent when `SUBSCRIPTIONS_FILE` is not set).
     pub renewer: Option<Arc<Renewer>>,
+    /// The `eventhub` function (Graph's Event Hubs delivery).
+    pub eventhub: Option<Arc<EventHubFunction>>,
+    /// The `replay` timer (spool, quarantine and raw items).
+    pub replay: Option<Arc<ReplayTimer>>,
+    /// `EVENTHUB_MAX_INVOCATION_BYTES`.
+    pub max_invocation_bytes: u64,
     /// Alert delivery (absent when no alert route is configured).
     pub alerts: Option<Arc<Dispatcher>>,
     /// The Teams bot's messaging endpoint (absent when `BOT_APP_ID` is not set: all refused).
@@ -47,6 +55,38 @@ pub async fn run(
     super::connections::serve(listener, warp::service(routes(state)), options, shutdown).await;
 }
 
+/// Every path that takes a POST (others answer 405 with `Allow: POST` to other methods).
+const POST_PATHS: [&str; 7] = [
+    "/api/notifications",
+    "/api/lifecycle",
+    "/api/messages",
+    "/renew",
+    "/eventhub",
+    "/replay",
+    "/alerts",
+];
+
+/// `POST /{path}`: the body, read up to `limit` bytes within the read deadline, goes to `handle`.
+fn post_route<F, Fut>(
+    path: &'static str,
+    limit: u64,
+    state: AppState,
+    handle: F,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone
+where
+    F: Fn(AppState, Result<Bytes, BodyError>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = warp::reply::Response> + Send,
+{
+    warp::path(path)
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(body_limited(limit, state.limits.body_read_timeout))
+        .and_then(move |body: Result<Bytes, BodyError>| {
+            let (state, handle) = (state.clone(), handle.clone());
+            async move { Ok::<_, Rejection>(handle(state, body).await) }
+        })
+}
+
 /// Every route, with rejections mapped to a status and a short reason.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let ready = warp::path::end()
@@ -56,29 +96,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let notifications = endpoint("notifications", Endpoint::Notifications, state.clone());
     let lifecycle = endpoint("lifecycle", Endpoint::Lifecycle, state.clone());
 
-    let renew_state = state.clone();
-    let renew = warp::path!("renew")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_body_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = renew_state.clone();
-            async move { Ok::<_, Rejection>(renew(state, body).await) }
-        });
-
-    let alerts_state = state.clone();
-    let alert_timer = warp::path!("alerts")
-        .and(warp::post())
-        .and(body_limited(
-            state.max_body_bytes,
-            state.limits.body_read_timeout,
-        ))
-        .and_then(move |body: Result<Bytes, BodyError>| {
-            let state = alerts_state.clone();
-            async move { Ok::<_, Rejection>(alert_timer(state, body).await) }
-        });
+    let renew = post_route("renew", state.max_body_bytes, state.clone(), renew);
+    let eventhub = post_route(
+        "eventhub",
+        state.max_invocation_bytes,
+        state.clone(),
+        eventhub_invocation,
+    );
+    let replay = post_route("replay", state.max_body_bytes, state.clone(), replay_timer);
+    let alert_timer = post_route("alerts", state.max_body_bytes, state.clone(), alert_timer);
     let messages = super::messages::route(
         state.messages.clone(),
         state.max_body_bytes,
@@ -86,15 +112,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     );
 
     // Known paths answer 405 to other methods, with `Allow`.
-    let known = warp::path!("api" / "notifications")
-        .or(warp::path!("api" / "lifecycle"))
-        .unify()
-        .or(warp::path!("api" / "messages"))
-        .unify()
-        .or(warp::path!("renew"))
-        .unify()
-        .or(warp::path!("alerts"))
-        .unify()
+    let known = warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            if POST_PATHS.contains(&path.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .map(|| {
             warp::reply::with_header(
                 warp::reply::with_status("method not allowed", StatusCode::METHOD_NOT_ALLOWED),
@@ -110,6 +136,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(lifecycle.map(Reply::into_response))
         .unify()
         .or(renew.map(Reply::into_response))
+        .unify()
+        .or(eventhub.map(Reply::into_response))
+        .unify()
+        .or(replay.map(Reply::into_response))
         .unify()
         .or(alert_timer.map(Reply::into_response))
         .unify()
@@ -230,6 +260,83 @@ async fn renew(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     warp::reply::with_status(warp::reply::json(&outcome.response), status).into_response()
+}
+
+/// An invocation answer: always the host's JSON shape.
+fn invocation_reply(status: u16, body: &serde_json::Value) -> warp::reply::Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// A JSON invocation answer for a body that could not be read (too large, broken stream).
+fn invocation_body_error(function: &str, e: &BodyError) -> warp::reply::Response {
+    let (code, reason) = match e {
+        BodyError::TooLarge(limit) => (
+            "tooLarge",
+            format!("invocation body larger than {limit} bytes"),
+        ),
+        BodyError::Read(_) => (
+            "unreadable",
+            "invocation body could not be read".to_string(),
+        ),
+        BodyError::Timeout(after) => (
+            "timeout",
+            format!("invocation body not received within {} s", after.as_secs()),
+        ),
+    };
+    tracing::error!(function, code, %reason, "invocation rejected");
+    invocation_reply(
+        500,
+        &serde_json::json!({"Outputs": {}, "Logs": [format!("{function}: {reason}")], "ReturnValue": {"error": code}}),
+    )
+}
+
+/// `POST /eventhub`: an eventHubTrigger invocation.
+async fn eventhub_invocation(
+    state: AppState,
+    body: Result<Bytes, BodyError>,
+) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return invocation_body_error("eventhub", &e),
+    };
+    let Some(function) = &state.eventhub else {
+        return invocation_reply(
+            500,
+            &serde_json::json!({"Outputs": {}, "Logs": ["eventhub: not configured in this process"], "ReturnValue": {"error": "notConfigured"}}),
+        );
+    };
+    let answer = function.invoke(&body).await;
+    if let Some(receipt) = answer.receipt {
+        if !receipt.lifecycle_items.is_empty()
+            && let Some(renewer) = &state.renewer
+        {
+            renewer.react(&receipt.lifecycle_items);
+        }
+        // The alerts this invocation created, sent as it answers (a redelivery creates none).
+        if !receipt.alerts.is_empty()
+            && let Some(alerts) = &state.alerts
+        {
+            alerts.spawn_new(receipt.alerts);
+        }
+    }
+    invocation_reply(answer.status, &answer.body)
+}
+
+/// `POST /replay`: the replay timer.
+async fn replay_timer(state: AppState, body: Result<Bytes, BodyError>) -> warp::reply::Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return invocation_body_error("replay", &e),
+    };
+    let Some(timer) = &state.replay else {
+        return invocation_reply(
+            200,
+            &serde_json::json!({"Outputs": {}, "Logs": ["replay: not configured in this process"], "ReturnValue": {"skipped": true}}),
+        );
+    };
+    let (status, reply) = timer.run(&body).await;
+    invocation_reply(status, &reply)
 }
 
 /// The alert timer's invocation `POST /alerts`: retries what is pending, expires what is too old.

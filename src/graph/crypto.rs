@@ -23,7 +23,7 @@ use openssl::x509::X509Ref;
 use super::notification::EncryptedContent;
 
 /// The length of Graph's symmetric key (AES-256, also the HMAC key).
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// HMAC-SHA256 output: the only valid `dataSignature` length.
 const SIGNATURE_LEN: usize = 32;
 /// AES block: CBC ciphertext is a non-zero multiple of it.

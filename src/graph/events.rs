@@ -148,8 +148,6 @@ impl TeamsEvent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEvent {
-    #[serde(default)]
-    pub id: Option<String>,
     /// `callStarted`, `callEnded`, `rosterUpdated` (kept as text: Graph may add more).
     #[serde(default)]
     pub event_type: Option<String>,
@@ -385,14 +383,6 @@ pub struct Address {
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub message_type: Option<String>,
-    #[serde(default)]
-    pub created_date_time: Option<String>,
-    #[serde(default)]
-    pub chat_id: Option<String>,
-    #[serde(default)]
     pub from: Option<IdentitySet>,
     #[serde(default)]
     pub body: Option<ItemBody>,
@@ -421,8 +411,6 @@ impl ChatMessage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemBody {
-    #[serde(default)]
-    pub content_type: Option<String>,
     #[serde(default)]
     pub content: Option<String>,
 }
@@ -455,13 +443,9 @@ impl Named {
 #[serde(rename_all = "camelCase")]
 pub struct ConversationMember {
     #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
-    #[serde(default)]
-    pub user_id: Option<String>,
 }
 
 /// `callRecording` and `callTranscript`: an artifact of a meeting became available.
@@ -469,13 +453,7 @@ pub struct ConversationMember {
 #[serde(rename_all = "camelCase")]
 pub struct MeetingArtifact {
     #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
     pub meeting_id: Option<String>,
-    #[serde(default)]
-    pub created_date_time: Option<String>,
-    #[serde(default)]
-    pub content_url: Option<String>,
 }
 
 impl MeetingArtifact {

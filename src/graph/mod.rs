@@ -3,9 +3,9 @@
 //! Graph).
 
 pub mod crypto;
-pub mod events;
+pub(crate) mod events;
 pub mod notification;
 pub mod screening;
 pub mod subscriptions;
 pub mod tokens;
-pub mod vocabulary;
+pub(crate) mod vocabulary;

@@ -35,7 +35,7 @@ pub struct ScreenedItem<'a> {
 }
 
 /// Why a body was refused by the first pass.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScreenError {
     /// 413: more items (or validationTokens) than a request may carry.
     #[error("more than {limit} {what} in one request")]
@@ -69,12 +69,12 @@ pub fn screen<'a>(
         other => return finish(other),
     };
     let Some(text) = strip_trailing_commas(body) else {
-        return Err(ParseError::NotJson(first.to_string()).into());
+        return Err(ParseError::NotJson(first).into());
     };
     let text: &'a [u8] = relaxed.insert(text);
     match split(text, max_items) {
         Err(Split::Json(e)) if e.is_syntax() || e.is_eof() => {
-            Err(ParseError::NotJson(first.to_string()).into())
+            Err(ParseError::NotJson(first).into())
         }
         other => finish(other),
     }
@@ -85,7 +85,7 @@ fn finish(split: Result<Screened<'_>, Split>) -> Result<Screened<'_>, ScreenErro
         Ok(s) if s.items.is_empty() => Err(ParseError::NoItems.into()),
         Ok(s) => Ok(s),
         Err(Split::TooMany(what, limit)) => Err(ScreenError::TooMany { what, limit }),
-        Err(Split::Json(e)) => Err(ParseError::WrongShape(e.to_string()).into()),
+        Err(Split::Json(e)) => Err(ParseError::WrongShape(e).into()),
     }
 }
 
@@ -94,10 +94,7 @@ impl<'a> Screened<'a> {
     pub fn validation_tokens(&self) -> Result<Vec<String>, ParseError> {
         self.tokens
             .iter()
-            .map(|raw| {
-                serde_json::from_str(raw.get())
-                    .map_err(|e| ParseError::WrongShape(format!("validationTokens: {e}")))
-            })
+            .map(|raw| serde_json::from_str(raw.get()).map_err(ParseError::WrongTokens))
             .collect()
     }
 }
@@ -105,7 +102,7 @@ impl<'a> Screened<'a> {
 impl ScreenedItem<'_> {
     /// Builds the full item (only for items that passed the clientState check).
     pub fn build(&self) -> Result<ChangeNotification, ParseError> {
-        serde_json::from_str(self.raw.get()).map_err(|e| ParseError::WrongShape(e.to_string()))
+        serde_json::from_str(self.raw.get()).map_err(ParseError::WrongShape)
     }
 }
 
@@ -270,13 +267,13 @@ mod tests {
     fn the_item_limit_stops_the_parse() {
         let body = format!("{{\"value\":[{}]}}", vec!["{}"; 1_001].join(","));
         assert_eq!(run(body.as_bytes(), 1_001).unwrap().len(), 1_001);
-        assert_eq!(
+        assert!(matches!(
             run(body.as_bytes(), 999).unwrap_err(),
             ScreenError::TooMany {
                 what: "items",
                 limit: 999
             }
-        );
+        ));
         // The limit holds even when the rest of the body is not JSON.
         let broken = format!("{{\"value\":[{},", vec!["{}"; 20].join(","));
         assert!(matches!(
@@ -287,11 +284,14 @@ mod tests {
 
     #[test]
     fn shapes_and_trailing_commas() {
-        assert_eq!(run(b" ", 5).unwrap_err(), ParseError::Empty.into());
-        assert_eq!(
+        assert!(matches!(
+            run(b" ", 5).unwrap_err(),
+            ScreenError::Parse(ParseError::Empty)
+        ));
+        assert!(matches!(
             run(br#"{"value":[]}"#, 5).unwrap_err(),
-            ParseError::NoItems.into()
-        );
+            ScreenError::Parse(ParseError::NoItems)
+        ));
         for bad in [
             &b"[]"[..],
             b"{}",

@@ -32,9 +32,9 @@ use super::{DecryptionKey, KeyError, local};
 use crate::config::Config;
 
 /// Content type of a certificate secret holding base64 PKCS#12.
-pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
+pub(crate) const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
 /// Content type of a certificate secret holding PEM (private key and certificate).
-pub const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
+pub(crate) const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
 
 /// How many secret versions are read at once during a load.
 const CONCURRENT_SECRET_READS: usize = 4;
@@ -83,8 +83,10 @@ impl KeyVaultSource {
         credential: Arc<dyn TokenCredential>,
         options: KeyVaultOptions,
     ) -> Result<Self, KeyError> {
-        let url = url::Url::parse(vault_url)
-            .map_err(|e| KeyError::KeyVault(format!("KEY_VAULT_URL {vault_url:?}: {e}")))?;
+        let url = url::Url::parse(vault_url).map_err(|source| KeyError::VaultUrl {
+            url: vault_url.to_string(),
+            source,
+        })?;
         if url.scheme() != "https" {
             // azure_core refuses to send a bearer token over plain http; say so up front.
             return Err(KeyError::KeyVault(format!(
@@ -105,7 +107,10 @@ impl KeyVaultSource {
             )));
         }
 
-        let sdk_error = |e: azure_core::Error| KeyError::KeyVault(format!("{vault_host}: {e}"));
+        let sdk_error = |e: azure_core::Error| KeyError::KeyVaultCall {
+            doing: vault_host.clone(),
+            source: Box::new(e),
+        };
         let certificates = CertificateClient::new(
             vault_url,
             credential.clone(),
@@ -218,11 +223,12 @@ impl KeyVaultSource {
 
     /// Lists the certificate's versions (every page) and keeps the enabled ones.
     async fn enabled_versions(&self) -> Result<Vec<Version>, KeyError> {
-        let listing_error = |e: azure_core::Error| {
-            KeyError::KeyVault(format!(
-                "listing versions of certificate {} in {}: {e}",
+        let listing_error = |e: azure_core::Error| KeyError::KeyVaultCall {
+            doing: format!(
+                "listing versions of certificate {} in {}",
                 self.certificate_name, self.vault_host
-            ))
+            ),
+            source: Box::new(e),
         };
         let listed: Vec<CertificateProperties> = self
             .certificates
@@ -287,7 +293,7 @@ impl KeyVaultSource {
             )
             .await
             .and_then(|r| r.into_model())
-            .map_err(|e| invalid(format!("reading its secret: {e}")))?;
+            .map_err(|e| KeyError::unusable(&source, "reading its secret", e))?;
         let content_type = secret.content_type.unwrap_or_default();
         let value = SecretString::from(
             secret

@@ -62,12 +62,12 @@ pub fn load_key(
     };
     if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let key = PKey::private_key_from_pem(bytes)
-            .map_err(|e| invalid(format!("no private key in PEM: {e}")))?;
-        let cert =
-            X509::from_pem(bytes).map_err(|e| invalid(format!("no certificate in PEM: {e}")))?;
+            .map_err(|e| KeyError::unusable(&source, "no private key in PEM", e))?;
+        let cert = X509::from_pem(bytes)
+            .map_err(|e| KeyError::unusable(&source, "no certificate in PEM", e))?;
         return DecryptionKey::new(id, key, cert, source);
     }
-    let parsed = parse_pkcs12(bytes, password).map_err(invalid)?;
+    let parsed = parse_pkcs12(bytes, password, &source)?;
     let key = parsed
         .pkey
         .ok_or_else(|| invalid("PFX holds no private key".into()))?;
@@ -77,15 +77,24 @@ pub fn load_key(
     DecryptionKey::new(id, key, cert, source)
 }
 
-fn parse_pkcs12(bytes: &[u8], password: &str) -> Result<openssl::pkcs12::ParsedPkcs12_2, String> {
-    let pkcs12 = Pkcs12::from_der(bytes).map_err(|e| format!("neither PEM nor PFX: {e}"))?;
+fn parse_pkcs12(
+    bytes: &[u8],
+    password: &str,
+    source: &str,
+) -> Result<openssl::pkcs12::ParsedPkcs12_2, KeyError> {
+    let pkcs12 = Pkcs12::from_der(bytes)
+        .map_err(|e| KeyError::unusable(source, "neither PEM nor PFX", e))?;
     match pkcs12.parse2(password) {
         Ok(p) => Ok(p),
         Err(first) => {
             // Legacy algorithms (RC2-40-CBC) live in OpenSSL 3's legacy provider.
             load_legacy_provider();
             pkcs12.parse2(password).map_err(|_| {
-                format!("cannot open PFX (wrong password or unsupported algorithm): {first}")
+                KeyError::unusable(
+                    source,
+                    "cannot open PFX (wrong password or unsupported algorithm)",
+                    first,
+                )
             })
         }
     }

@@ -9,7 +9,7 @@
 //! ([`keyvault`], `KEY_VAULT_URL` + `NOTIFICATION_CERTIFICATE_NAME`, all enabled versions).
 
 pub mod keyvault;
-pub mod local;
+pub(crate) mod local;
 mod pending;
 
 pub use pending::Backoff;
@@ -32,8 +32,46 @@ pub enum KeyError {
     },
     #[error("certificate {name}: {reason}")]
     Invalid { name: String, reason: String },
+    /// OpenSSL (or Key Vault, for its secret) could not do `reason`: the error is the source.
+    #[error("certificate {name}: {reason}: {source}")]
+    Unusable {
+        name: String,
+        reason: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Key Vault's settings do not go together, or the vault holds no usable version.
     #[error("key vault: {0}")]
     KeyVault(String),
+    /// `KEY_VAULT_URL` is not a URL.
+    #[error("key vault: KEY_VAULT_URL {url:?}: {source}")]
+    VaultUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A Key Vault call failed: `doing` says which, the SDK's error is the source.
+    #[error("key vault: {doing}: {source}")]
+    KeyVaultCall {
+        doing: String,
+        #[source]
+        source: Box<azure_core::Error>,
+    },
+}
+
+impl KeyError {
+    /// `name` could not be used: OpenSSL's (or the SDK's) `source` says why.
+    pub(crate) fn unusable(
+        name: &str,
+        reason: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        KeyError::Unusable {
+            name: name.to_string(),
+            reason,
+            source: source.into(),
+        }
+    }
 }
 
 /// One private key with the certificate it belongs to.
@@ -76,7 +114,7 @@ impl DecryptionKey {
         };
         let public = certificate
             .public_key()
-            .map_err(|e| invalid(format!("no public key: {e}")))?;
+            .map_err(|e| KeyError::unusable(&source, "no public key", e))?;
         if !public.public_eq(&private_key) {
             return Err(invalid("private key does not match the certificate".into()));
         }
@@ -85,9 +123,10 @@ impl DecryptionKey {
         }
         let digest = certificate
             .digest(openssl::hash::MessageDigest::sha1())
-            .map_err(|e| invalid(e.to_string()))?;
-        let not_before = asn1_to_time(certificate.not_before()).map_err(invalid)?;
-        let not_after = asn1_to_time(certificate.not_after()).map_err(invalid)?;
+            .map_err(|e| KeyError::unusable(&source, "SHA-1 thumbprint", e))?;
+        let validity = |e| KeyError::unusable(&source, "validity dates", e);
+        let not_before = asn1_to_time(certificate.not_before()).map_err(validity)?;
+        let not_after = asn1_to_time(certificate.not_after()).map_err(validity)?;
         Ok(DecryptionKey {
             id,
             thumbprint: hex::encode_upper(digest),
@@ -102,19 +141,21 @@ impl DecryptionKey {
     /// Base64 of the certificate's DER: the `encryptionCertificate` value Graph expects.
     pub fn certificate_base64(&self) -> Result<String, KeyError> {
         use base64::Engine;
-        let der = self.certificate.to_der().map_err(|e| KeyError::Invalid {
-            name: self.source.clone(),
-            reason: e.to_string(),
-        })?;
+        let der = self
+            .certificate
+            .to_der()
+            .map_err(|e| KeyError::unusable(&self.source, "DER encoding", e))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 }
 
-fn asn1_to_time(t: &openssl::asn1::Asn1TimeRef) -> Result<OffsetDateTime, String> {
-    let epoch = openssl::asn1::Asn1Time::from_unix(0).map_err(|e| e.to_string())?;
-    let diff = epoch.diff(t).map_err(|e| e.to_string())?;
+fn asn1_to_time(
+    t: &openssl::asn1::Asn1TimeRef,
+) -> Result<OffsetDateTime, Box<dyn std::error::Error + Send + Sync>> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0)?;
+    let diff = epoch.diff(t)?;
     let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
-    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())
+    Ok(OffsetDateTime::from_unix_timestamp(secs)?)
 }
 
 /// Where the keys come from; decides what a refresh does.
@@ -138,7 +179,7 @@ pub struct CertificateStore {
 }
 
 /// The shortest time between two refreshes triggered by unknown certificate ids.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl CertificateStore {
     /// A store with no keys and nothing to refresh from.

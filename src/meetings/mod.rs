@@ -18,7 +18,7 @@
 //! transcript. Invokes are answered 200 with an empty invoke-response body (`{}`): the bot offers
 //! no cards, tasks or message extensions.
 
-pub mod enrich;
+pub(crate) mod enrich;
 
 use std::sync::Arc;
 
@@ -99,6 +99,19 @@ impl MessagesPath {
         }
         let kind = activity.kind();
         let Some(event_kind) = kind.event_kind() else {
+            if activity.activity_type == "conversationUpdate" {
+                // The bot was added to a team or chat: what `ALERT_BOT_CONVERSATION` takes to
+                // alert this conversation (authenticated above, escaped here).
+                let value = format!(
+                    "{}|{}",
+                    activity.service_url,
+                    activity.conversation_id.as_deref().unwrap_or("")
+                );
+                tracing::info!(
+                    alert_bot_conversation = %crate::logging::escape(&value),
+                    "bot conversation update: the bot can post to this conversation"
+                );
+            }
             tracing::info!(
                 activity_type = %crate::jwks::printable(&activity.activity_type, 40),
                 name = %crate::jwks::printable(&activity.name, 80),

@@ -2,6 +2,6 @@
 //! the keys now configured), [`report`] (what the archive holds) and [`attendance`] (who
 //! attended which meeting, when, for how long).
 
-pub mod attendance;
+pub(crate) mod attendance;
 pub mod replay;
 pub mod report;

@@ -10,10 +10,11 @@ use indicatif::ProgressBar;
 
 use crate::archive::records::{self, QuarantineRecord, RawRecord};
 use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
+use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::graph::crypto::DecryptError;
 use crate::graph::notification::ChangeNotification;
 use crate::keys::CertificateStore;
-use crate::receiver::rich_entry;
+use crate::receiver::{quarantine_entry, rich_entry};
 
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,10 +31,12 @@ pub struct ReplayStats {
     pub unreadable: usize,
 }
 
-/// Re-processes `quarantine/` and `raw/` with the keys of `keys`.
+/// Re-processes `quarantine/` and `raw/` with the keys of `keys`; items whose payload Graph
+/// left in blob storage are fetched from `payloads` when it is configured.
 pub async fn replay(
     archive: &Arc<dyn Archive>,
     keys: &CertificateStore,
+    payloads: Option<&PayloadStore>,
     progress: &ProgressBar,
 ) -> Result<ReplayStats, ArchiveError> {
     let quarantined = archive.list(Kind::Quarantine).await?;
@@ -47,11 +50,13 @@ pub async fn replay(
             continue;
         };
         stats.examined += 1;
+        let item = record.notification;
         replay_item(
             archive,
             keys,
+            payloads,
             &record.received_at,
-            record.notification,
+            item,
             &mut stats,
         )
         .await?;
@@ -68,7 +73,15 @@ pub async fn replay(
                 continue;
             }
             stats.examined += 1;
-            replay_item(archive, keys, &record.received_at, item, &mut stats).await?;
+            replay_item(
+                archive,
+                keys,
+                payloads,
+                &record.received_at,
+                item,
+                &mut stats,
+            )
+            .await?;
         }
     }
     progress.finish_and_clear();
@@ -77,11 +90,12 @@ pub async fn replay(
 
 /// A replay with no progress bar, its outcome logged: what runs unattended (once a missing
 /// certificate has arrived, or from a timer).
-pub async fn replay_unattended(
+pub(crate) async fn replay_unattended(
     archive: &Arc<dyn Archive>,
     keys: &CertificateStore,
+    payloads: Option<&PayloadStore>,
 ) -> Result<ReplayStats, ArchiveError> {
-    let stats = replay(archive, keys, &ProgressBar::hidden()).await;
+    let stats = replay(archive, keys, payloads, &ProgressBar::hidden()).await;
     match &stats {
         Ok(s) => tracing::info!(
             examined = s.examined,
@@ -117,16 +131,30 @@ async fn read<T: serde::de::DeserializeOwned>(
 async fn replay_item(
     archive: &Arc<dyn Archive>,
     keys: &CertificateStore,
+    payloads: Option<&PayloadStore>,
     received_at: &str,
     item: ChangeNotification,
     stats: &mut ReplayStats,
 ) -> Result<(), ArchiveError> {
+    // The name is the item's as received (with its storage id, if Graph left the payload in a
+    // blob), so a replayed item lands where it would have on arrival.
     let canonical = item.canonical();
     let event_name = records::item_name(Kind::Events, &item, &canonical);
     if archive.get(&event_name).await?.is_some() {
         stats.already_done += 1;
         return Ok(());
     }
+    let item = match large_payload::resolve(payloads, &item).await {
+        None => item,
+        Some(Ok(full)) => full,
+        Some(Err(e)) => {
+            let code = e.code();
+            let pending = quarantine_entry(received_at, item, &canonical, e.to_string(), code);
+            archive.put_if_absent(&pending.name, pending.body).await?;
+            stats.still_quarantined += 1;
+            return Ok(());
+        }
+    };
     let Some(content) = &item.encrypted_content else {
         return Ok(());
     };
@@ -150,10 +178,7 @@ async fn replay_item(
     let pending =
         tokio::task::spawn_blocking(move || rich_entry(&received_at, item, canonical, key))
             .await
-            .map_err(|e| ArchiveError::Backend {
-                name: event_name.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ArchiveError::backend(event_name.to_string(), e))?;
     let is_event = pending.name.kind() == Kind::Events;
     let written = archive.put_if_absent(&pending.name, pending.body).await?;
     match (is_event, written) {

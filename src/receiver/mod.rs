@@ -1,6 +1,10 @@
 //! The notification path, top to bottom: first pass (count, clientState) -> validationTokens ->
-//! persist the raw batch -> decrypt -> archive. The HTTP layer (`server`) only reads the body and maps the
-//! outcome to a status; every step here is a call into its module.
+//! persist the raw batch -> decrypt -> archive. The HTTP layer (`functions::routes`) only reads
+//! the body and maps the outcome to a status; every step here is a call into its module.
+//! Webhook bodies ([`Receiver::receive`]) and Event Hubs invocations
+//! ([`Receiver::receive_events`]) take the same steps (`Receiver::stage`, then decryption and
+//! the archive writes); they differ only in the validationTokens rule ([`Delivery`]) and in how
+//! many writes a request makes.
 //!
 //! Invariants:
 //! - nothing is answered 202 before it is persisted (an archive failure is a 503 so Graph retries);
@@ -8,6 +12,8 @@
 //! - clientState and token values are never logged or stored.
 
 mod alerting;
+mod entries;
+mod evidence;
 mod intake;
 mod summary;
 
@@ -18,18 +24,17 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::records::{
-    self, EventRecord, LifecycleRecord, QuarantineRecord, RejectedRecord,
-};
-use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
-use crate::graph::crypto::{self, DecryptError};
-use crate::graph::events::{EmergencyCallEvent, EventKind, TeamsEvent};
+use crate::archive::{Archive, ArchiveError, ObjectName, Written};
+use crate::eventhub::large_payload::{self, PayloadStore};
+use crate::graph::crypto::DecryptError;
 use crate::graph::notification::{ChangeNotification, ParseError};
 use crate::graph::screening::ScreenError;
 use crate::graph::tokens::{TokenError, TokenValidator};
 use crate::keys::{CertificateStore, DecryptionKey};
-use crate::logging::escape;
 
+use entries::{Outcome, basic_event_entry, lifecycle_entry, raw_entry};
+pub(crate) use entries::{Pending, quarantine_entry, rich_entry};
+use evidence::{reachability_message, reject, unreadable_event};
 pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 mod resend;
@@ -44,11 +49,26 @@ pub enum Endpoint {
     Lifecycle,
 }
 
+/// How a body reached the handler; it decides the validationTokens rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Graph's POST to the webhook: anyone can reach it, so a rich batch must carry valid tokens.
+    Webhook,
+    /// An event read from our hub: only principals with *Azure Event Hubs Data Sender* can write
+    /// there (Graph's Change Tracking principal), which proves the sender; Graph sends no tokens
+    /// this way. Tokens that are present are still verified (see ARCHITECTURE.md).
+    EventHub,
+}
+
 /// What happened to a request's items (for the log line and the tests).
 #[derive(Debug, Default)]
 pub struct Receipt {
     /// Items in the body.
     pub items: usize,
+    /// Graph's Event Hubs reachability messages, ignored.
+    pub validation: usize,
+    /// Event Hubs events that were not notification collections (kept under `rejected/`).
+    pub unreadable: usize,
     /// Items dropped for a wrong or missing clientState.
     pub dropped_client_state: usize,
     /// Items identical to an earlier one of the same body (handled once).
@@ -72,6 +92,28 @@ pub struct Receipt {
     pub lifecycle_items: Vec<ChangeNotification>,
     /// Alert records this request created (sent right after the answer; a resend creates none).
     pub alerts: Vec<ObjectName>,
+}
+
+impl Receipt {
+    /// Adds another body's receipt (an Event Hubs invocation holds many bodies).
+    fn absorb(&mut self, other: Receipt) {
+        self.items += other.items;
+        self.validation += other.validation;
+        self.unreadable += other.unreadable;
+        self.dropped_client_state += other.dropped_client_state;
+        self.repeated += other.repeated;
+        self.rejected += other.rejected;
+        self.events += other.events;
+        self.quarantined += other.quarantined;
+        self.lifecycle += other.lifecycle;
+        self.duplicates += other.duplicates;
+        self.resent += other.resent;
+        if self.rejection.is_none() {
+            self.rejection = other.rejection;
+        }
+        self.lifecycle_items.extend(other.lifecycle_items);
+        self.alerts.extend(other.alerts);
+    }
 }
 
 /// Why a request could not be accepted.
@@ -124,7 +166,10 @@ impl Batch {
         let (lifecycle, changes): (Vec<_>, Vec<_>) = accepted
             .into_iter()
             .partition(|i| endpoint == Endpoint::Lifecycle || i.lifecycle_event.is_some());
-        let (rich, basic): (Vec<_>, Vec<_>) = changes.into_iter().partition(|i| i.is_rich());
+        // An item whose payload Graph left in blob storage is rich too (its content is fetched).
+        let (rich, basic): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|i| i.is_rich() || large_payload::storage_id(i).is_some());
         Batch {
             lifecycle,
             basic,
@@ -166,8 +211,18 @@ pub struct Receiver {
     pub tokens: Option<Arc<TokenValidator>>,
     /// `MAX_ITEMS_PER_REQUEST`: a body with more items is refused (413) before any is built.
     pub max_items_per_request: usize,
+    /// `EVENTHUB_PAYLOAD_CONTAINER_URL`: where Graph leaves payloads over Event Hubs' 1 MB limit;
+    /// `None` quarantines such items until a replay with the store configured.
+    pub payloads: Option<Arc<PayloadStore>>,
     /// The alert outbox: which events alert, to which routes (`None`: no route configured).
     pub alerts: Option<Arc<crate::alerts::outbox::Outbox>>,
+}
+
+/// An Event Hubs event for [`Receiver::receive_events`]: its body and its metadata.
+pub struct HubEvent {
+    pub body: Bytes,
+    /// Kept in the raw record (see `eventhub::payload::EventHubInvocation::event_metadata`).
+    pub metadata: serde_json::Value,
 }
 
 /// `(encryptionCertificateId, encryptionCertificateThumbprint)` as Graph sent them.
@@ -180,88 +235,186 @@ type Keyed = (
     Result<Arc<DecryptionKey>, DecryptError>,
 );
 
-/// An item on its way to the archive.
-pub(crate) struct Pending {
-    pub(crate) name: ObjectName,
-    pub(crate) body: Bytes,
-    outcome: Outcome,
-    /// For a quarantined item: the reason code and the subscription id (for the summary line).
-    pub(crate) quarantined: Option<(&'static str, String)>,
-    /// An emergency call event (with its arrival time and summary): it may raise an alert.
-    emergency: Option<Box<(String, String, EmergencyCallEvent)>>,
+/// One body after the checks, before decryption: what can be written at once (`first`: the
+/// raw batch, lifecycle and basic items, rejections) and the rich items to decrypt, each with
+/// the canonical bytes of the item as received (its archive name).
+#[derive(Default)]
+struct Staged {
+    receipt: Receipt,
+    first: Vec<Pending>,
+    rich: Vec<(ChangeNotification, Vec<u8>)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Event,
-    Quarantine,
-    Lifecycle,
-    Alert,
-    Other,
+impl Staged {
+    fn absorb(&mut self, other: Staged) {
+        self.receipt.absorb(other.receipt);
+        self.first.extend(other.first);
+        self.rich.extend(other.rich);
+    }
 }
 
 impl Receiver {
-    /// Runs a body through the notification path, top to bottom. The CPU-heavy steps (the
-    /// first pass over the body, building items and records, decryption) run on the blocking
-    /// pool, so the async workers stay free for readiness polls and handshakes.
+    /// Runs a webhook body through the notification path, top to bottom. The CPU-heavy steps
+    /// (the first pass over the body, building items and records, decryption) run on the
+    /// blocking pool, so the async workers stay free for readiness polls and handshakes.
     pub async fn receive(&self, endpoint: Endpoint, body: Bytes) -> Result<Receipt, ReceiveError> {
         let received_at = now_rfc3339();
-        let intake = self.intake(body).await?;
-        let mut receipt = Receipt {
-            items: intake.items,
-            dropped_client_state: intake.dropped.count,
-            repeated: intake.repeated,
-            ..Receipt::default()
-        };
-        log_dropped(&intake.dropped, self.client_state.is_none());
-        if intake.accepted.is_empty() {
-            return Ok(receipt);
-        }
-        let batch = Batch::sort(endpoint, intake.accepted);
-
-        // validationTokens: once per request, only when the batch carries resource data.
-        if !batch.rich.is_empty()
-            && let Err(rejection) = self
-                .check_tokens(&intake.validation_tokens, &batch.rich)
-                .await
-        {
-            self.reject(&received_at, batch, rejection, &mut receipt)
-                .await?;
-            return Ok(receipt);
-        }
-
-        let at = received_at.clone();
-        let (mut pending, batch) = tokio::task::spawn_blocking(move || {
-            let pending = batch.verified_entries(&at);
-            (pending, batch)
-        })
-        .await
-        .expect("building records never panics");
-        receipt.lifecycle_items = batch.lifecycle;
-        if batch.rich.is_empty() {
-            self.write_all(pending, &mut receipt).await?;
-            return Ok(receipt);
-        }
-
-        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
-        // Each item's canonical form is computed once, for the raw batch and the item's name.
-        let rich = batch.rich;
-        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
-        // A resend: items whose event exists skip their decryption and writes (see `resend`).
-        let archived = self.already_archived(&rich, &canonicals).await;
-        if archived.contains(&false) {
-            pending.push(raw_entry(&received_at, &rich, &canonicals));
-        }
-        let fresh = resend::keep_new(rich, canonicals, &archived, &mut receipt);
-        // Decryption (CPU) overlaps with these writes (I/O).
+        let Staged {
+            mut receipt,
+            first,
+            rich,
+        } = self
+            .stage(endpoint, Delivery::Webhook, &received_at, body, None)
+            .await?;
+        // The raw batch (in `first`) is written while the rich items are decrypted (CPU
+        // overlaps I/O); the events follow once it is durable.
         let (written, decrypted) = tokio::join!(
-            self.write_all(pending, &mut receipt),
-            self.decrypt_batch(&received_at, fresh)
+            self.write_all(first, &mut receipt),
+            self.decrypt_batch(&received_at, rich)
         );
         written?;
         log_quarantined(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
         Ok(receipt)
+    }
+
+    /// Runs the events of one Event Hubs invocation through the same path, with one archive
+    /// write for all of them: raw batches, events, quarantine, lifecycle and rejections go to the
+    /// archive together, and `Ok` means every one is durable. An event that is not a
+    /// notification collection is kept under `rejected/` (digest and size), never an error.
+    pub async fn receive_events(&self, events: Vec<HubEvent>) -> Result<Receipt, ArchiveError> {
+        let received_at = now_rfc3339();
+        let mut all = Staged::default();
+        for event in events {
+            let staged = self
+                .stage(
+                    Endpoint::Notifications,
+                    Delivery::EventHub,
+                    &received_at,
+                    event.body.clone(),
+                    Some(&event.metadata),
+                )
+                .await;
+            match staged {
+                Ok(staged) => all.absorb(staged),
+                Err(reason) => all.absorb(unreadable_event(&received_at, &event, &reason)),
+            }
+        }
+        let Staged {
+            mut receipt,
+            mut first,
+            rich,
+        } = all;
+        let decrypted = self.decrypt_batch(&received_at, rich).await;
+        log_quarantined(&decrypted);
+        first.extend(decrypted);
+        self.write_all(first, &mut receipt).await?;
+        Ok(receipt)
+    }
+
+    /// first pass -> validationTokens (by the [`Delivery`] rule) -> payloads left in blob
+    /// storage -> the records that need no key. `event_hub` is the event's metadata, kept in its
+    /// raw record. Writes nothing.
+    async fn stage(
+        &self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        received_at: &str,
+        body: Bytes,
+        event_hub: Option<&serde_json::Value>,
+    ) -> Result<Staged, ReceiveError> {
+        let mut staged = Staged::default();
+        if delivery == Delivery::EventHub
+            && let Some(n) = reachability_message(&body)
+        {
+            tracing::info!("Event Hubs reachability message from Graph ignored");
+            staged.receipt.items = n;
+            staged.receipt.validation = n;
+            return Ok(staged);
+        }
+        let intake = self.intake(body).await?;
+        staged.receipt.items = intake.items;
+        staged.receipt.dropped_client_state = intake.dropped.count;
+        staged.receipt.repeated = intake.repeated;
+        log_dropped(&intake.dropped, self.client_state.is_none());
+        if intake.accepted.is_empty() {
+            return Ok(staged);
+        }
+        let batch = Batch::sort(endpoint, intake.accepted);
+
+        // validationTokens, once per body: a webhook batch with resource data must carry them;
+        // through Event Hubs they are checked when present (see [`Delivery`]).
+        let check = match delivery {
+            Delivery::Webhook => !batch.rich.is_empty(),
+            Delivery::EventHub => !intake.validation_tokens.is_empty(),
+        };
+        if check
+            && let Err(rejection) = self
+                .check_tokens(&intake.validation_tokens, &batch.rich)
+                .await
+        {
+            let entry = reject(received_at, batch, &rejection, &mut staged.receipt);
+            staged.first.push(entry);
+            staged.receipt.rejection = Some(rejection);
+            return Ok(staged);
+        }
+
+        let at = received_at.to_string();
+        let (first, batch) = tokio::task::spawn_blocking(move || {
+            let pending = batch.verified_entries(&at);
+            (pending, batch)
+        })
+        .await
+        .expect("building records never panics");
+        staged.first = first;
+        staged.receipt.lifecycle_items = batch.lifecycle;
+        if batch.rich.is_empty() {
+            return Ok(staged);
+        }
+
+        self.stage_rich(&mut staged, received_at, check, event_hub, batch.rich)
+            .await;
+        Ok(staged)
+    }
+
+    /// The rich items of one body: the raw batch (unless every item is archived already), then
+    /// each item to decrypt, its payload fetched first when Graph left it in blob storage.
+    /// `tokens_verified` and `event_hub` go into the raw record.
+    async fn stage_rich(
+        &self,
+        staged: &mut Staged,
+        received_at: &str,
+        tokens_verified: bool,
+        event_hub: Option<&serde_json::Value>,
+        rich: Vec<ChangeNotification>,
+    ) {
+        // The raw batch first: once it is stored, nothing in it can be lost, whatever happens next.
+        // Each item's canonical form is computed once, for the raw batch and the item's name.
+        let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
+        // A resend: items whose event exists skip their decryption and writes (see `resend`).
+        let archived = self.already_archived(&rich, &canonicals).await;
+        if archived.contains(&false) {
+            staged.first.push(raw_entry(
+                received_at,
+                tokens_verified,
+                event_hub,
+                &rich,
+                &canonicals,
+            ));
+        }
+        let fresh = resend::keep_new(rich, canonicals, &archived, &mut staged.receipt);
+        for (item, canonical) in fresh {
+            match large_payload::resolve(self.payloads.as_deref(), &item).await {
+                None => staged.rich.push((item, canonical)),
+                Some(Ok(full)) => staged.rich.push((full, canonical)),
+                Some(Err(e)) => {
+                    let (reason, code) = (e.to_string(), e.code());
+                    let entry = quarantine_entry(received_at, item, &canonical, reason, code);
+                    log_quarantined(std::slice::from_ref(&entry));
+                    staged.first.push(entry);
+                }
+            }
+        }
     }
 
     /// The first pass (see [`intake`]), on the blocking pool.
@@ -275,36 +428,6 @@ impl Receiver {
                 IntakeError::TooMany(e) => ReceiveError::TooMany(e),
                 IntakeError::BadRequest(e) => ReceiveError::BadRequest(e),
             })
-    }
-
-    /// Keeps a batch whose validationTokens failed under `rejected/`, as evidence only.
-    async fn reject(
-        &self,
-        received_at: &str,
-        batch: Batch,
-        rejection: Rejection,
-        receipt: &mut Receipt,
-    ) -> Result<(), ArchiveError> {
-        let all: Vec<ChangeNotification> = batch.into_items();
-        receipt.rejected = all.len();
-        tracing::warn!(items = all.len(), reason = %escape(&rejection.to_string()), code = rejection.code(), "batch rejected: validationTokens");
-        let canonicals: Vec<Vec<u8>> = all.iter().map(ChangeNotification::canonical).collect();
-        let name = records::batch_name(
-            Kind::Rejected,
-            all.first().and_then(ChangeNotification::partition_date),
-            canonicals.iter().map(Vec::as_slice),
-        );
-        let record = RejectedRecord {
-            received_at: received_at.to_string(),
-            reason: rejection.to_string(),
-            reason_code: rejection.code().to_string(),
-            notifications: all,
-        };
-        self.archive
-            .put_if_absent(&name, records::to_json(&record))
-            .await?;
-        receipt.rejection = Some(rejection);
-        Ok(())
     }
 
     /// Every token valid, and every rich item's tenant covered by one.
@@ -335,16 +458,12 @@ impl Receiver {
         received_at: &str,
         items: Vec<(ChangeNotification, Vec<u8>)>,
     ) -> Vec<Pending> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let mut keys: HashMap<KeyRef, Option<Arc<DecryptionKey>>> = HashMap::new();
         for (item, _) in &items {
-            let content = item
-                .encrypted_content
-                .as_ref()
-                .expect("rich items have content");
-            let wanted = (
-                content.encryption_certificate_id.clone(),
-                content.encryption_certificate_thumbprint.clone(),
-            );
+            let wanted = key_ref(item);
             if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(wanted) {
                 let (id, thumbprint) = slot.key();
                 let key = self
@@ -358,12 +477,7 @@ impl Receiver {
         let keyed: Vec<Keyed> = items
             .into_iter()
             .map(|(item, canonical)| {
-                let content = item
-                    .encrypted_content
-                    .as_ref()
-                    .expect("rich items have content");
-                let id = content.encryption_certificate_id.clone();
-                let thumbprint = content.encryption_certificate_thumbprint.clone();
+                let (id, thumbprint) = key_ref(&item);
                 let key = keys
                     .get(&(id.clone(), thumbprint.clone()))
                     .cloned()
@@ -431,124 +545,14 @@ impl Receiver {
     }
 }
 
-/// The raw rich batch, as received (canonical items), persisted before decryption.
-fn raw_entry(received_at: &str, rich: &[ChangeNotification], canonicals: &[Vec<u8>]) -> Pending {
-    Pending {
-        name: records::batch_name(
-            Kind::Raw,
-            rich.first().and_then(ChangeNotification::partition_date),
-            canonicals.iter().map(Vec::as_slice),
-        ),
-        body: records::raw_record_json(received_at, canonicals),
-        outcome: Outcome::Other,
-        quarantined: None,
-        emergency: None,
-    }
-}
-
-fn lifecycle_entry(received_at: &str, item: &ChangeNotification) -> Pending {
-    let canonical = item.canonical();
-    let record = LifecycleRecord {
-        received_at: received_at.to_string(),
-        lifecycle_event: item
-            .lifecycle_event
-            .as_ref()
-            .map_or_else(|| "unknown".into(), |e| e.as_str().to_string()),
-        notification: item.clone(),
-    };
-    let name = records::item_name(Kind::Lifecycle, item, &canonical);
-    Pending::new(name, records::to_json(&record), Outcome::Lifecycle)
-}
-
-fn basic_event_entry(received_at: &str, item: &ChangeNotification) -> Pending {
-    let kind = EventKind::of(None, item.resource_data.as_ref());
-    let summary = format!(
-        "{} {} {}",
-        kind.name(),
-        item.change_type.as_ref().map_or("changed", |c| c.as_str()),
-        item.resource.as_deref().unwrap_or("")
-    );
-    event_entry(received_at, item, &item.canonical(), kind, summary, None)
-}
-
-/// Decrypts one rich item into an event, or quarantines it with the reason.
-pub(crate) fn rich_entry(
-    received_at: &str,
-    item: ChangeNotification,
-    canonical: Vec<u8>,
-    key: Result<Arc<DecryptionKey>, DecryptError>,
-) -> Pending {
-    let content = item
-        .encrypted_content
-        .as_ref()
-        .expect("rich items have content");
-    match key.and_then(|k| crypto::decrypt(content, &k.private_key).map(|v| (k, v))) {
-        Ok((key, payload)) => {
-            let kind = EventKind::of(Some(&payload), item.resource_data.as_ref());
-            let event = TeamsEvent::read(kind, &payload);
-            let summary = event.summary();
-            let entry = event_entry(
-                received_at,
-                &item,
-                &canonical,
-                kind,
-                summary.clone(),
-                Some((key.id.clone(), payload)),
-            );
-            alerting::mark(entry, event, received_at, summary)
-        }
-        Err(e) => quarantine_entry(received_at, item, &canonical, &e),
-    }
-}
-
-/// An event record; `decrypted` is `(certificate id, payload)` for rich notifications.
-fn event_entry(
-    received_at: &str,
-    item: &ChangeNotification,
-    canonical: &[u8],
-    kind: EventKind,
-    summary: String,
-    decrypted: Option<(String, serde_json::Value)>,
-) -> Pending {
-    let (certificate_id, payload) = decrypted.unzip();
-    let record = EventRecord {
-        received_at: received_at.to_string(),
-        subscription_id: item.subscription_id.clone(),
-        tenant_id: item.tenant().map(str::to_string),
-        change_type: item.change_type.clone(),
-        resource: item.resource.clone(),
-        resource_data: item.resource_data.clone(),
-        event_kind: kind.name().to_string(),
-        rich: payload.is_some(),
-        certificate_id,
-        summary,
-        payload,
-    };
-    let name = records::item_name(Kind::Events, item, canonical);
-    Pending::new(name, records::to_json(&record), Outcome::Event)
-}
-
-fn quarantine_entry(
-    received_at: &str,
-    item: ChangeNotification,
-    canonical: &[u8],
-    reason: &DecryptError,
-) -> Pending {
-    let name = records::item_name(Kind::Quarantine, &item, canonical);
-    let quarantined = Some((reason.code(), item.subscription_id.clone()));
-    let record = QuarantineRecord {
-        received_at: received_at.to_string(),
-        reason: reason.to_string(),
-        reason_code: reason.code().to_string(),
-        notification: item,
-    };
-    Pending {
-        name,
-        body: records::to_json(&record),
-        outcome: Outcome::Quarantine,
-        quarantined,
-        emergency: None,
-    }
+/// The key reference of a rich item (both absent for an item without content).
+fn key_ref(item: &ChangeNotification) -> KeyRef {
+    item.encrypted_content.as_ref().map_or((None, None), |c| {
+        (
+            c.encryption_certificate_id.clone(),
+            c.encryption_certificate_thumbprint.clone(),
+        )
+    })
 }
 
 pub fn now_rfc3339() -> String {

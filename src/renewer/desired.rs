@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::graph::subscriptions::eventhub_url::EventHubUrl;
 use crate::graph::subscriptions::{
     ApiVersion, LIFETIME_MARGIN_MINUTES, PaymentModel, ResourceKind, Subscription, beta_only,
     choose_lifetime, default_api_version, emergency_call_events, meeting_call_events,
@@ -55,6 +56,14 @@ pub struct DesiredEntry {
     /// (the only kind they support), `false` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_resource_data: Option<bool>,
+    /// `webhook` (the default: `NOTIFICATION_URL`) or `eventHub` (`EVENTHUB_NOTIFICATION_URL`,
+    /// or this entry's `notificationUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// An explicit `EventHub:` notification URL (Microsoft's two forms: a namespace and hub
+    /// with role-based access, or the legacy Key Vault secret); implies `eventHub` delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_url: Option<String>,
     /// A lifetime shorter than Graph's maximum, in minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_minutes: Option<u32>,
@@ -84,6 +93,43 @@ pub struct DesiredSubscription {
     pub api_version: ApiVersion,
     #[serde(skip)]
     pub kind: ResourceKind,
+    /// Where Graph delivers this subscription's notifications.
+    #[serde(skip)]
+    pub target: DeliveryTarget,
+}
+
+/// Where a desired subscription is delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DeliveryTarget {
+    /// The webhook (`NOTIFICATION_URL`, `LIFECYCLE_NOTIFICATION_URL`).
+    #[default]
+    Webhook,
+    /// Event Hubs: the entry's own `EventHub:` URL, or `EVENTHUB_NOTIFICATION_URL` (`None`).
+    /// No handshake: Graph writes a reachability message into the hub instead.
+    EventHub(Option<EventHubUrl>),
+}
+
+impl DesiredEntry {
+    /// `delivery` and `notificationUrl`, checked.
+    fn target(&self) -> Result<DeliveryTarget, String> {
+        let explicit = match &self.notification_url {
+            Some(u) => Some(EventHubUrl::parse(u).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        match (self.delivery.as_deref(), explicit) {
+            (None | Some("webhook"), None) => Ok(DeliveryTarget::Webhook),
+            (Some("webhook"), Some(_)) => Err(
+                "a webhook subscription takes NOTIFICATION_URL; notificationUrl is for Event Hubs"
+                    .into(),
+            ),
+            (None | Some("eventHub"), Some(url)) => Ok(DeliveryTarget::EventHub(Some(url))),
+            (Some("eventHub"), None) => Ok(DeliveryTarget::EventHub(None)),
+            (Some(other), _) => Err(format!(
+                "delivery must be webhook or eventHub, not {:?}",
+                truncate(other, 40)
+            )),
+        }
+    }
 }
 
 impl DesiredEntry {
@@ -164,6 +210,7 @@ impl DesiredEntry {
             expiration_minutes: self.expiration_minutes,
             api_version,
             kind,
+            target: self.target()?,
         })
     }
 }

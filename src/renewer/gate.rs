@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::graph::notification::ChangeNotification;
 
 /// Default window during which a repeated (subscription, event) pair is not reacted to again.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// Default number of reactions running at once.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Pairs remembered at most; past it, new pairs are refused until old ones expire.

@@ -261,7 +261,7 @@ async fn mark_resync(ctx: &Renewer, n: &ChangeNotification) -> Reaction {
 }
 
 /// `resync/{date}/{subscriptionId}/{sha256 of the notification}.json`.
-pub fn resync_name(n: &ChangeNotification) -> ObjectName {
+pub(crate) fn resync_name(n: &ChangeNotification) -> ObjectName {
     ObjectName::new(
         Kind::Resync,
         n.partition_date(),

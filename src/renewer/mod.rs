@@ -25,13 +25,13 @@
 //! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
 //! the duplicate rule above still repairs what an expired lease let through.
 
-pub mod desired;
+pub(crate) mod desired;
 pub mod gate;
 pub mod lifecycle;
-pub mod meetings;
+pub(crate) mod meetings;
 pub mod reconcile;
-pub mod report;
-pub mod single_flight;
+pub(crate) mod report;
+pub(crate) mod single_flight;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,8 +48,8 @@ use crate::graph::subscriptions::{GraphClient, evaluation_mode_warning};
 use crate::keys::CertificateStore;
 use crate::logging::escape;
 pub use desired::{
-    DesiredEntry, DesiredError, DesiredSubscription, load_desired, matching_desired,
-    normalize_change_type, parse_desired, same_resource,
+    DeliveryTarget, DesiredEntry, DesiredError, DesiredSubscription, load_desired,
+    matching_desired, normalize_change_type, parse_desired, same_resource,
 };
 use gate::ReactionGate;
 use single_flight::{Flight, SingleFlight};
@@ -67,6 +67,8 @@ pub struct Delivery {
     pub lifecycle_notification_url: Option<String>,
     /// `NOTIFICATION_CLIENT_STATE`; the receiver drops anything without it.
     pub client_state: SecretString,
+    /// `EVENTHUB_NOTIFICATION_URL`, for subscriptions with `"delivery": "eventHub"`.
+    pub event_hub_url: Option<String>,
 }
 
 /// Why the renewer cannot run.
@@ -81,7 +83,7 @@ pub enum SetupError {
 }
 
 /// Graph's limit on `clientState`.
-pub const MAX_CLIENT_STATE_CHARS: usize = 128;
+pub(crate) const MAX_CLIENT_STATE_CHARS: usize = 128;
 
 impl Delivery {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
@@ -95,13 +97,40 @@ impl Delivery {
                 reason: format!("Graph accepts at most {MAX_CLIENT_STATE_CHARS} characters"),
             }));
         }
+        let event_hub_url = config.event_hub.notification_url.clone();
+        // Without a webhook URL, Event Hubs is the default delivery.
+        let (notification_url, lifecycle_notification_url) = match &config.notification_url {
+            Some(url) => (url.clone(), config.lifecycle_notification_url.clone()),
+            None => {
+                let url = event_hub_url.clone().ok_or(SetupError::Missing(
+                    "NOTIFICATION_URL (or EVENTHUB_NOTIFICATION_URL)",
+                ))?;
+                (url.clone(), Some(url))
+            }
+        };
         Ok(Delivery {
-            notification_url: config
-                .notification_url
-                .clone()
-                .ok_or(SetupError::Missing("NOTIFICATION_URL"))?,
-            lifecycle_notification_url: config.lifecycle_notification_url.clone(),
+            notification_url,
+            lifecycle_notification_url,
             client_state,
+            event_hub_url,
+        })
+    }
+
+    /// The delivery of one desired subscription. An Event Hubs subscription gets its lifecycle
+    /// notifications through the same hub (Graph takes an `EventHub:` lifecycle URL too), so a
+    /// deployment without a public endpoint still hears `reauthorizationRequired`.
+    pub fn for_subscription(&self, d: &DesiredSubscription) -> Result<Delivery, String> {
+        let url = match &d.target {
+            DeliveryTarget::Webhook => return Ok(self.clone()),
+            DeliveryTarget::EventHub(Some(url)) => url.to_string(),
+            DeliveryTarget::EventHub(None) => self.event_hub_url.clone().ok_or(
+                "delivery eventHub needs EVENTHUB_NOTIFICATION_URL (or an EventHub: notificationUrl in the entry)",
+            )?,
+        };
+        Ok(Delivery {
+            notification_url: url.clone(),
+            lifecycle_notification_url: Some(url),
+            ..self.clone()
         })
     }
 
@@ -160,7 +189,7 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 /// Default waits before the listing checks of a `subscriptionRemoved`: Graph may list a removed
 /// subscription for a short while, so a few looks over a few minutes, then give up (the timer's
 /// next reconcile recreates what is really gone).
-pub const REMOVAL_CHECKS: [Duration; 3] = [
+pub(crate) const REMOVAL_CHECKS: [Duration; 3] = [
     Duration::ZERO,
     Duration::from_secs(30),
     Duration::from_secs(120),

@@ -108,23 +108,42 @@ pub async fn reconcile_plan(
         .partition(|s| !removed.contains(&s.id) && s.expiration_date_time > now);
     report.expired = gone.iter().filter(|s| !removed.contains(&s.id)).count();
 
-    let run = Run {
-        graph,
-        delivery,
-        options,
-        certificate: current_certificate(keys),
-        listing,
-        removed,
-        now,
-    };
+    let certificate = current_certificate(keys);
     let mut claimed: HashSet<String> = HashSet::new();
+    let mut urls = vec![delivery.notification_url.clone()];
     for d in desired {
+        // Each subscription's own delivery (webhook or Event Hubs).
+        let delivery = match delivery.for_subscription(d) {
+            Ok(delivery) => delivery,
+            Err(message) => {
+                let failure = Failure {
+                    status: None,
+                    code: None,
+                    message,
+                    transient: false,
+                };
+                report.push(ActionRecord::failed(d, failure));
+                continue;
+            }
+        };
+        if !urls.contains(&delivery.notification_url) {
+            urls.push(delivery.notification_url.clone());
+        }
+        let run = Run {
+            graph,
+            delivery: &delivery,
+            options,
+            certificate: certificate.clone(),
+            listing,
+            removed,
+            now,
+        };
         run.bring(d, &live, &gone, &mut claimed, &mut report).await;
     }
     retire(graph, delivery, plan, &live, &mut claimed, &mut report).await;
     report.unmanaged = live
         .iter()
-        .filter(|s| !claimed.contains(&s.id) && s.delivers_to(&delivery.notification_url))
+        .filter(|s| !claimed.contains(&s.id) && urls.iter().any(|u| s.delivers_to(u)))
         .count();
     report
 }

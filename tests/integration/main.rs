@@ -8,6 +8,7 @@ mod attendance;
 mod azurite;
 mod bot;
 mod cli;
+mod eventhub;
 mod faults;
 mod keyvault;
 mod properties;

@@ -14,11 +14,13 @@
 //! this module only knows Graph's rules and wire format.
 //!
 //! One job per file: [`resource`] (versions, resource kinds, resource paths), [`lifetime`] (how
-//! long a subscription may live), [`model`] (wire types), [`client`] (HTTP and retries) and
-//! [`error`] (failed calls).
+//! long a subscription may live), [`model`] (wire types), [`client`] (HTTP and retries),
+//! [`error`] (failed calls) and [`eventhub_url`] (`EventHub:` notification URLs for Event Hubs
+//! delivery).
 
 mod client;
 mod error;
+pub(crate) mod eventhub_url;
 mod lifetime;
 mod model;
 mod payment;

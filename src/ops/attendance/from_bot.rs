@@ -104,7 +104,6 @@ pub fn read(record: &BotEventRecord) -> Result<Reading, BotReadError> {
     Ok(Reading {
         meeting: Some(meeting),
         bot_meeting_id: meeting_id.map(str::to_string),
-        join_url: join_url.map(str::to_string),
         title: title.map(str::to_string),
         observations,
     })

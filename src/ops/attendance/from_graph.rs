@@ -76,7 +76,6 @@ pub fn read(record: &EventRecord) -> Result<Reading, GraphReadError> {
     Ok(Reading {
         meeting: Some(meeting),
         bot_meeting_id: None,
-        join_url: join_url.map(str::to_string),
         title: None,
         observations,
     })

@@ -8,14 +8,14 @@
 //! - [`model`] is the report, in the shape of Graph's `meetingAttendanceReport`;
 //! - `render_text`, `render_json`, `render_csv`, `render_html` (with `timeline_svg`) write it.
 
-pub mod collect;
+pub(crate) mod collect;
 mod display;
-pub mod from_bot;
-pub mod from_graph;
-pub mod intervals;
-pub mod link;
-pub mod model;
-pub mod observation;
+pub(crate) mod from_bot;
+pub(crate) mod from_graph;
+pub(crate) mod intervals;
+pub(crate) mod link;
+pub(crate) mod model;
+pub(crate) mod observation;
 mod render_csv;
 mod render_html;
 mod render_json;

@@ -97,8 +97,6 @@ pub struct Reading {
     pub meeting: Option<MeetingRef>,
     /// The bot's meeting id, when the event carries one (links it to a join URL).
     pub bot_meeting_id: Option<String>,
-    /// The join URL as the event has it (decoded for people later).
-    pub join_url: Option<String>,
     pub title: Option<String>,
     pub observations: Vec<Observation>,
 }

@@ -3,6 +3,7 @@
 //! that stand in for Teams Workflows webhooks and generic webhook receivers (see `fake.rs`).
 //! The alert timer is driven as the Functions host does: `POST /alerts` with a timer payload.
 
+mod bot;
 mod fake;
 mod process;
 
@@ -14,6 +15,7 @@ use teams_notifications::alerts::outbox;
 use teams_notifications::alerts::signing;
 use teams_notifications::archive::{Archive, Kind, ObjectName};
 use teams_notifications::devtools::certificates as dev;
+use teams_notifications::devtools::eventhub_host::{self, HostEncoding};
 use teams_notifications::devtools::issuer::{LocalIssuer, TokenSpec};
 use teams_notifications::devtools::simulate::{self, Step, Target};
 use teams_notifications::keys::DecryptionKey;
@@ -90,6 +92,17 @@ pub fn emergency_payload(call_id: &str, state: &str) -> Value {
 
 /// A notification body carrying `payload`, encrypted for `key`, with a valid token.
 pub fn notification(issuer: &LocalIssuer, key: &DecryptionKey, payload: Value) -> String {
+    signed_notification(key, payload, issuer.mint(&TokenSpec::v2(TENANT, APP_ID)))
+}
+
+/// A notification body carrying `payload`, encrypted for `key`, with `token` as its
+/// validationToken.
+pub fn signed_notification(key: &DecryptionKey, payload: Value, token: String) -> String {
+    simulate::collection(vec![emergency_item(key, payload)], &[token])
+}
+
+/// One rich `emergencyCallEvent` item carrying `payload`, encrypted for `key`.
+fn emergency_item(key: &DecryptionKey, payload: Value) -> Value {
     let step = Step {
         resource: "communications/calls/getEmergencyEventsByPolicy(policyName='EmergencyPolicy')"
             .into(),
@@ -102,8 +115,7 @@ pub fn notification(issuer: &LocalIssuer, key: &DecryptionKey, payload: Value) -
         client_state: CLIENT_STATE.into(),
         tenant_id: TENANT.into(),
     };
-    let item = simulate::rich_item(&step, &target, &key.certificate, &key.id).unwrap();
-    simulate::collection(vec![item], &[issuer.mint(&TokenSpec::v2(TENANT, APP_ID))])
+    simulate::rich_item(&step, &target, &key.certificate, &key.id).unwrap()
 }
 
 /// The host's timer invocation of the alert function.
@@ -140,7 +152,7 @@ impl Rig {
     }
 }
 
-fn title(card_message: &Value) -> String {
+pub fn title(card_message: &Value) -> String {
     card_message["attachments"][0]["content"]["body"][0]["text"]
         .as_str()
         .unwrap()
@@ -161,7 +173,7 @@ fn facts(card_message: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn fact(card_message: &Value, name: &str) -> String {
+pub fn fact(card_message: &Value, name: &str) -> String {
     facts(card_message)
         .into_iter()
         .find(|(k, _)| k == name)
@@ -169,7 +181,7 @@ fn fact(card_message: &Value, name: &str) -> String {
         .1
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn an_emergency_call_reaches_every_route_once_with_caller_number_location_and_policy() {
@@ -294,6 +306,33 @@ async fn an_emergency_call_reaches_every_route_once_with_caller_number_location_
                 .values()
                 .all(|r| r.delivered && r.last_attempt == 1)
     );
+}
+
+#[tokio::test]
+async fn an_emergency_call_through_event_hubs_alerts_once_and_a_redelivery_does_not_again() {
+    let teams = FakeRoute::start(Mode::Answer(202)).await;
+    let url = teams.url(&format!("/workflows/a/invoke?{URL_SECRET}"));
+    let r = rig(&[("ALERT_TEAMS_WEBHOOK_URLS", url.as_str())]).await;
+    // Graph sends no validationTokens through a hub.
+    let item = emergency_item(&r.key, emergency_payload("call-hub", "callStarted"));
+    let body = simulate::collection(vec![item], &[]);
+    let invocation = eventhub_host::invocation(&[body], HostEncoding::StringOfArray, None, "0", 7);
+
+    let answer = r.app.post("/eventhub", invocation.clone()).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let seen = teams.wait_for(1, WAIT).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(title(&seen[0].json()), "Emergency call: 911");
+    assert_eq!(fact(&seen[0].json(), "Call state"), "callStarted");
+
+    // The host runs the batch again (a retry, or a restart before the checkpoint): no new alarm.
+    let again = r.app.post("/eventhub", invocation).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let groups = r.wait_all_done().await;
+    assert_eq!(groups.len(), 1, "one alert: {groups:?}");
+    assert!(groups.values().all(|g| g.done));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(teams.seen().len(), 1);
 }
 
 #[tokio::test]

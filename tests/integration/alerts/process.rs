@@ -12,7 +12,7 @@ use super::fake::{FakeRoute, Mode};
 use super::{TIMER_PAYLOAD, URL_SECRET, WEBHOOK_SECRET, emergency_payload, notification};
 use crate::support::CLIENT_STATE;
 
-fn handler() -> Command {
+pub(super) fn handler() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_handler"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());

@@ -5,8 +5,11 @@
 //!   endorsements); the metadata pointing there and the token endpoint the bot's credential
 //!   uses (`POST /{tenant}/oauth2/v2.0/token`) are mounted on the fake Entra behind TLS
 //!   ([`mount_entra`]), since azure_identity requires an https authority;
-//! - the Bot APIs: `GET /v1/meetings/{id}`, `GET /v1/meetings/{id}/participants/{pid}?tenantId=`
-//!   and `POST /v3/conversations/{id}/activities`, each requiring the bot's bearer token.
+//! - the Bot APIs: `GET /v1/meetings/{id}`, `GET /v1/meetings/{id}/participants/{pid}?tenantId=`,
+//!   `POST /v3/conversations/{id}/activities` (answers a `ResourceResponse` with a new activity
+//!   id: 1700000000000, then one more each time) and
+//!   `PUT /v3/conversations/{id}/activities/{activityId}` (replaces an activity it issued in
+//!   that conversation; 404 for any other), each requiring the bot's bearer token.
 //!
 //! It mints Connector tokens ([`BotToken`]) that every test can bend into each kind of forgery.
 
@@ -154,7 +157,14 @@ struct State {
     calls: Vec<Call>,
     /// Participants by participant id: their `meeting.role`.
     roles: HashMap<String, String>,
+    /// Activities posted, as (conversation id, activity id): what a PUT may replace.
+    activities: Vec<(String, String)>,
+    /// How many activity ids were issued.
+    issued: u64,
 }
+
+/// The first activity id the fake issues (Teams' ids are millisecond timestamps).
+pub const FIRST_ACTIVITY_ID: u64 = 1_700_000_000_000;
 
 pub struct FakeConnector {
     pub url: String,
@@ -174,6 +184,12 @@ impl Drop for FakeConnector {
 impl FakeConnector {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start() -> FakeConnector {
+        Self::start_on(0).await
+    }
+
+    /// Starts the fake on `127.0.0.1:port` (0 = any): a connector that was down comes back on
+    /// its own address.
+    pub async fn start_on(port: u16) -> FakeConnector {
         let keys = Arc::new(vec![
             Key::generate(TEAMS_KID, Some(&["msteams", "skype"])),
             Key::generate(WEBCHAT_KID, Some(&["webchat"])),
@@ -182,7 +198,9 @@ impl FakeConnector {
         let foreign = Arc::new(Key::generate("never-published", None));
         let state = Arc::new(Mutex::new(State::default()));
         let jwks_requests = Arc::new(AtomicU64::new(0));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let routes = routes(
             url.clone(),
@@ -221,6 +239,11 @@ impl FakeConnector {
             .unwrap()
             .roles
             .insert(participant.into(), role.into());
+    }
+
+    /// Forgets the activities posted so far (someone deleted the messages): a PUT of one is a 404.
+    pub fn forget_activities(&self) {
+        self.state.lock().unwrap().activities.clear();
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -388,8 +411,22 @@ fn bot_api(
             }))
             .into_response()
         }
-        ("POST", ["teams", "v3", "conversations", _id, "activities"]) => {
-            warp::reply::json(&json!({"id": "1700000000000"})).into_response()
+        ("POST", ["teams", "v3", "conversations", conversation, "activities"]) => {
+            let id = (FIRST_ACTIVITY_ID + state.issued).to_string();
+            state.issued += 1;
+            state.activities.push((conversation.to_string(), id.clone()));
+            warp::reply::json(&json!({ "id": id })).into_response()
+        }
+        ("PUT", ["teams", "v3", "conversations", conversation, "activities", id]) => {
+            let known = state
+                .activities
+                .iter()
+                .any(|(c, a)| c == conversation && a == id);
+            if known {
+                warp::reply::json(&json!({ "id": id })).into_response()
+            } else {
+                warp::http::StatusCode::NOT_FOUND.into_response()
+            }
         }
         _ => warp::http::StatusCode::NOT_FOUND.into_response(),
     }
@@ -400,7 +437,7 @@ fn bot_api(
 /// APIs only for the client-credentials grant of `BOT_APP_ID` + `BOT_SECRET` and the Bot
 /// Framework's scope.
 pub async fn mount_entra(entra: &wiremock::MockServer, authority: &str, connector: &FakeConnector) {
-    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::matchers::{method, path};
     use wiremock::{Mock, ResponseTemplate};
     Mock::given(method("GET"))
         .and(path(format!(
@@ -413,6 +450,14 @@ pub async fn mount_entra(entra: &wiremock::MockServer, authority: &str, connecto
         })))
         .mount(entra)
         .await;
+    mount_bot_token(entra).await;
+}
+
+/// On the fake Entra: the bot tenant's token endpoint (client-credentials grant of `BOT_APP_ID`
+/// + `BOT_SECRET` for the Bot Framework's scope only).
+pub async fn mount_bot_token(entra: &wiremock::MockServer) {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, ResponseTemplate};
     Mock::given(method("POST"))
         .and(path(format!("/{BOT_TENANT}/oauth2/v2.0/token")))
         .and(body_string_contains("grant_type=client_credentials"))

@@ -2,7 +2,7 @@
 //! fake Bot Connector (OpenID metadata, JWKS with endorsements, the Bot APIs), the fake Entra
 //! (the bot's token, Entra's metadata) and the fake Graph from the renewer's tests.
 
-mod fake;
+pub mod fake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -634,7 +634,8 @@ async fn the_connector_client_sends_proactive_messages_to_bot_framework_hosts_on
         .send_to_conversation(&b.service_url(), "19:alerts@thread.tacv2", &message)
         .await
         .unwrap();
-    assert_eq!(answer["id"], "1700000000000");
+    assert_eq!(answer.id.as_deref(), Some("1700000000000"));
+    assert_eq!(answer.status, 200);
     let call = b.connector.calls().pop().unwrap();
     assert_eq!(call.method, "POST");
     assert_eq!(
@@ -657,4 +658,43 @@ async fn the_connector_client_sends_proactive_messages_to_bot_framework_hosts_on
         teams_notifications::bot::client::BotApiError::ServiceUrlNotAllowed(_)
     ));
     assert_eq!(b.connector.calls().len(), before);
+}
+
+/// The bot added to a team: the authenticated `conversationUpdate` is answered, not archived, and
+/// its log line names the `ALERT_BOT_CONVERSATION` value for that conversation (how an operator
+/// finds it, docs/deploy.md); a forged one logs nothing of the kind.
+#[tokio::test]
+async fn a_conversation_update_logs_the_alert_bot_conversation_value() {
+    let logs = crate::support::CapturedLogs::default();
+    let _guard = logs.install();
+    let b = bot().await;
+    let update = json!({
+        "type": "conversationUpdate", "id": "f:1", "channelId": "msteams",
+        "serviceUrl": b.service_url(), "timestamp": now(),
+        "membersAdded": [{"id": format!("28:{BOT_APP_ID}")}],
+        "conversation": {"isGroup": true, "conversationType": "channel", "id": "19:desk@thread.tacv2", "tenantId": BOT_TENANT},
+        "channelData": {"team": {"id": "19:desk@thread.tacv2"}, "eventType": "teamMemberAdded", "tenant": {"id": BOT_TENANT}},
+    });
+    let forged = b
+        .connector
+        .mint(&BotToken::connector(&b.service_url()).signing(Signing::Foreign));
+    let response = b
+        .post(
+            Some(&format!("Bearer {forged}")),
+            update.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let expected = format!(
+        "alert_bot_conversation={}|19:desk@thread.tacv2",
+        b.service_url()
+    );
+    assert!(!logs.text().contains(&expected));
+
+    let before = b.records(Kind::Events).await.len();
+    let response = b.send(&update).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(b.records(Kind::Events).await.len(), before, "not archived");
+    let text = logs.text();
+    assert!(text.contains(&expected), "{text}");
 }

@@ -433,7 +433,7 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
     let archive: Arc<dyn Archive> = Arc::new(r.app.archive().await);
     let store = teams_notifications::keys::CertificateStore::from_keys(vec![key]);
     let bar = indicatif::ProgressBar::hidden();
-    let first = teams_notifications::ops::replay::replay(&archive, &store, &bar)
+    let first = teams_notifications::ops::replay::replay(&archive, &store, None, &bar)
         .await
         .unwrap();
     assert_eq!(first.recovered, 2, "{first:?}");
@@ -451,7 +451,7 @@ async fn seed_envelopes_without_a_key_are_quarantined_then_replayed_once_the_key
         )
     );
     let before = r.app.counts().await;
-    let second = teams_notifications::ops::replay::replay(&archive, &store, &bar)
+    let second = teams_notifications::ops::replay::replay(&archive, &store, None, &bar)
         .await
         .unwrap();
     assert_eq!(second.recovered, 0);

@@ -3,6 +3,7 @@
 
 mod calm;
 mod deployment;
+mod eventhub;
 pub mod fakes;
 
 use std::collections::HashSet;

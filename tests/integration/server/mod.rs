@@ -92,7 +92,8 @@ async fn validation_handshake_echoes_the_decoded_token_on_both_urls() {
 #[tokio::test]
 async fn basic_seed_notification_is_archived_as_an_event_without_the_secret() {
     let app = spawn_app(&[]).await;
-    // Seed 001 shows a single item; Graph sends it inside a collection.
+    // Microsoft's "Teams resources change notifications" document shows a single item; Graph
+    // sends it inside a collection.
     let item = fixture_with_client_state("channel_message_basic_item.json", CLIENT_STATE);
     let body = format!("{{\"value\": [{item}]}}");
     let r = app.post("/api/notifications", body).await;
@@ -356,8 +357,9 @@ async fn a_failing_archive_answers_503_and_never_202() {
 #[tokio::test]
 async fn seed_payloads_with_trailing_commas_are_understood() {
     let app = spawn_app(&[]).await;
-    // Seed 003's envelope has a trailing comma in resourceData; it is rich, and without
-    // validationTokens that can be checked, it is kept as rejected evidence, not as an event.
+    // The envelope in Microsoft's "emergency call event notifications" document has a trailing
+    // comma in resourceData; it is rich, and without validationTokens that can be checked, it is
+    // kept as rejected evidence, not as an event.
     let body = fixture_with_client_state("emergency_call_envelope.json", CLIENT_STATE);
     let r = app.post("/api/notifications", body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);

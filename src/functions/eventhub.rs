@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::eventhub::payload::{self, EventHubInvocation, Limits};
 use crate::eventhub::spool::Spool;
-use crate::receiver::{HubEvent, Receipt, Receiver};
+use crate::receiver::{HubEvent, Receipt, Receiver, log_accepted};
 
 /// The trigger binding's name in `functions/eventhub/function.json`.
 pub const BINDING: &str = "events";
@@ -43,6 +43,7 @@ pub struct Answer {
 impl EventHubFunction {
     /// Handles one invocation body.
     pub async fn invoke(&self, body: &[u8]) -> Answer {
+        let started = std::time::Instant::now();
         let invocation = match payload::decode(body, BINDING, self.limits) {
             Ok(i) => i,
             Err(e) => {
@@ -57,7 +58,8 @@ impl EventHubFunction {
         let events = invocation.events.len();
         match self.receive(&invocation).await {
             Ok(receipt) => {
-                log_receipt(&receipt, events);
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                log_accepted("eventhub", &receipt, Some(events), elapsed_ms);
                 let line = format!(
                     "eventhub: {events} events, {} items: {} events, {} quarantined, {} lifecycle, {} duplicates, {} dropped (clientState), {} rejected, {} unreadable, {} validation messages",
                     receipt.items,
@@ -188,21 +190,4 @@ fn receipt_json(r: &Receipt, events: usize) -> Value {
         "unreadable": r.unreadable,
         "validation": r.validation,
     })
-}
-
-fn log_receipt(r: &Receipt, events: usize) {
-    tracing::info!(
-        endpoint = "eventhub",
-        event_count = events,
-        items = r.items,
-        events = r.events,
-        quarantined = r.quarantined,
-        lifecycle = r.lifecycle,
-        dropped_client_state = r.dropped_client_state,
-        rejected = r.rejected,
-        unreadable = r.unreadable,
-        validation = r.validation,
-        duplicates = r.duplicates,
-        "notifications accepted"
-    );
 }

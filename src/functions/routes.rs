@@ -19,7 +19,7 @@ use super::eventhub::EventHubFunction;
 use super::replay::ReplayTimer;
 use crate::alerts::delivery::Dispatcher;
 use crate::logging::escape;
-use crate::receiver::{Endpoint, ReceiveError, Receiver};
+use crate::receiver::{Endpoint, ReceiveError, Receiver, log_accepted};
 use crate::renewer::Renewer;
 
 /// Shared state of the server.
@@ -198,20 +198,8 @@ where
     let started = Instant::now();
     match state.receiver.receive(which, body).await {
         Ok(receipt) => {
-            tracing::info!(
-                endpoint = ?which,
-                items = receipt.items,
-                events = receipt.events,
-                quarantined = receipt.quarantined,
-                lifecycle = receipt.lifecycle,
-                dropped_client_state = receipt.dropped_client_state,
-                repeated = receipt.repeated,
-                rejected = receipt.rejected,
-                duplicates = receipt.duplicates,
-                resent = receipt.resent,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "notifications accepted"
-            );
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            log_accepted(&format!("{which:?}"), &receipt, None, elapsed_ms);
             if !receipt.lifecycle_items.is_empty()
                 && let Some(renewer) = &state.renewer
             {

@@ -16,6 +16,7 @@ mod entries;
 mod evidence;
 mod intake;
 mod summary;
+pub use summary::log_accepted;
 
 use std::collections::HashMap;
 use std::sync::Arc;

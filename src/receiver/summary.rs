@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Dropped, Pending, intake};
+use super::{Dropped, Pending, Receipt, intake};
 use crate::logging::escape;
 
 /// Outside values named in a summary line, escaped: `[a, b\n, c]`.
@@ -56,5 +56,27 @@ pub(super) fn log_quarantined(pending: &[Pending]) {
         reasons = %reasons.join(","),
         first_subscription_ids = %Ids(&first_ids),
         "notifications quarantined"
+    );
+}
+
+/// The one line per accepted request (a webhook POST or an Event Hubs invocation): every counter
+/// of the receipt; `event_count` is the invocation's number of Event Hubs events.
+pub fn log_accepted(endpoint: &str, r: &Receipt, event_count: Option<usize>, elapsed_ms: u64) {
+    tracing::info!(
+        endpoint = %endpoint,
+        event_count,
+        items = r.items,
+        events = r.events,
+        quarantined = r.quarantined,
+        lifecycle = r.lifecycle,
+        dropped_client_state = r.dropped_client_state,
+        repeated = r.repeated,
+        rejected = r.rejected,
+        unreadable = r.unreadable,
+        validation = r.validation,
+        duplicates = r.duplicates,
+        resent = r.resent,
+        elapsed_ms,
+        "notifications accepted"
     );
 }

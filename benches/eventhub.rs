@@ -4,8 +4,12 @@
 //! the same run (one RSA private operation per event is the floor), and the invocation answer's
 //! p50/p99. `cargo bench --bench eventhub` runs it in full; `cargo test` runs a small smoke run.
 
+#[path = "common/measure.rs"]
+mod measure;
+
 use std::time::{Duration, Instant};
 
+use measure::cpu_time;
 use serde_json::{Value, json};
 use teams_notifications::devtools::certificates as dev;
 use teams_notifications::devtools::eventhub_host::{self, HostEncoding};
@@ -15,37 +19,8 @@ const CLIENT_STATE: &str = "bench-client-state";
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const EVENTS: usize = 100;
 
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 fn full() -> bool {
     std::env::args().any(|a| a == "--bench")
-}
-
-/// `openssl speed rsa2048` private operations per second (all cores' worth is not asked: one).
-fn openssl_speed_rsa2048() -> Option<f64> {
-    let seconds = if full() { "3" } else { "1" };
-    let out = std::process::Command::new("openssl")
-        .args(["speed", "-seconds", seconds, "rsa2048"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("rsa 2048 bits") || l.starts_with("rsa  2048 bits"))?;
-    let nums: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    nums.len().checked_sub(2).map(|i| nums[i])
 }
 
 fn step(n: usize) -> Step {
@@ -149,7 +124,7 @@ fn main() {
     sorted.sort();
     let events = (invocations * EVENTS) as f64;
     let per_cpu_second = events / cpu.as_secs_f64();
-    let speed = openssl_speed_rsa2048();
+    let speed = measure::openssl_speed_rsa2048(if full() { 3 } else { 1 });
     println!(
         "# eventhub bench ({} invocations of {EVENTS} rich events, {} cores)",
         invocations,

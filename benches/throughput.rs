@@ -30,12 +30,15 @@ mod blob;
 mod cold;
 #[path = "../tests/integration/keyvault/fake.rs"]
 mod keyvault_fake;
+#[path = "common/measure.rs"]
+mod measure;
 #[path = "throughput/resend.rs"]
 mod resend;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use measure::cpu_time;
 use serde_json::json;
 use teams_notifications::archive::Archive;
 use teams_notifications::archive::fs::FsArchive;
@@ -50,18 +53,6 @@ use teams_notifications::receiver::{Endpoint, Receiver};
 const CLIENT_STATE: &str = "bench-client-state";
 const TENANT: &str = "f69f5191-20ae-4093-8dae-3ec09edeb253";
 const APP_ID: &str = "7d1b6c4e-0000-4000-8000-00000000b3c4";
-
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 /// CPU time of the calling thread so far: the in-process loops' rates are per CPU-second, as
 /// `openssl speed`'s are (it divides by user CPU time), so other load on the machine does not
@@ -171,24 +162,6 @@ fn rich_bodies(
             simulate::collection(items, tokens).into_bytes()
         })
         .collect()
-}
-
-/// `openssl speed -seconds 3 rsa2048`: private-key operations (sign) per second, one core.
-fn openssl_speed_rsa2048() -> Option<f64> {
-    let out = std::process::Command::new("openssl")
-        .args(["speed", "-seconds", &scale().seconds.to_string(), "rsa2048"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("rsa 2048 bits") || l.starts_with("rsa  2048 bits"))?;
-    // "rsa 2048 bits 0.000334s 0.000018s   2991.0  55333.0": sign/s is the next-to-last column.
-    let nums: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    nums.len().checked_sub(2).map(|i| nums[i])
 }
 
 /// `graph::crypto::decrypt` of a meeting notification per CPU-second, one thread.
@@ -428,7 +401,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let r = rt.block_on(receiver(&dir, keys, Some(rich.validator.clone())));
     // `openssl speed` right before and right after the rich path: the machine's RSA speed
     // drifts (other VMs, other builds), the mean of the two brackets the measurement.
-    let speed_before = openssl_speed_rsa2048();
+    let speed_before = measure::openssl_speed_rsa2048(scale().seconds);
     let cpu0 = cpu_time();
     let wall0 = Instant::now();
     for body in &bodies {
@@ -441,7 +414,7 @@ fn rich_path(rt: &tokio::runtime::Runtime, rich: &Rich, cores: usize) {
     let cpu = (cpu_time() - cpu0).as_secs_f64();
     let per_core = total as f64 / cpu;
     let per_sec = total as f64 / wall;
-    let speed_after = openssl_speed_rsa2048();
+    let speed_after = measure::openssl_speed_rsa2048(scale().seconds);
     // The same path with an archive that stores nothing: what storage costs.
     let discard = Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),

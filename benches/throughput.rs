@@ -368,17 +368,26 @@ fn main() {
 
 /// The no-storage rich path over and over (for `perf record`), about 20 s of CPU.
 fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
-    let (bodies, _) = rich.bodies(4_000 / scale().divide);
+    // `PROFILE_ARCHIVE=fs`: the same path archiving to the filesystem under `$TMPDIR`, each
+    // item once (a second round would be a resend).
+    let fs = std::env::var("PROFILE_ARCHIVE").as_deref() == Ok("fs");
+    let (rounds, total) = if fs { (1, 20_000) } else { (5, 4_000) };
+    let (bodies, _) = rich.bodies(total / scale().divide);
+    let archive: Arc<dyn Archive> = if fs {
+        Arc::new(rt.block_on(FsArchive::open(&archive_dir())).unwrap())
+    } else {
+        Arc::new(Discard)
+    };
     let discard = Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),
-        archive: Arc::new(Discard),
+        archive,
         keys: rich.store(),
         tokens: Some(rich.validator.clone()),
         max_items_per_request: teams_notifications::config::DEFAULT_MAX_ITEMS_PER_REQUEST,
         payloads: None,
         alerts: None,
     };
-    for _ in 0..5 {
+    for _ in 0..rounds {
         for body in &bodies {
             rt.block_on(
                 discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)),

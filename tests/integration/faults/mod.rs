@@ -4,7 +4,7 @@
 
 mod bodies;
 mod logs;
-mod process;
+pub(crate) mod process;
 mod slow;
 
 use std::collections::HashSet;

@@ -6,6 +6,7 @@ mod bodies;
 mod logs;
 pub(crate) mod process;
 mod slow;
+mod storage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,12 @@
 // teams-notifications: the Azure resources for the `handler` custom handler.
 //
-// Resource-group scoped, so the same file deploys with `azd up` (azd asks for, or reads
+// Resource-group scoped, so the same file deploys with `azd provision` (azd asks for, or reads
 // AZURE_RESOURCE_GROUP) and with `az deployment group create`. Conventions follow Microsoft's azd
 // Flex Consumption templates (resource token, abbreviations, user-assigned identity, identity-based
 // host storage, role assignments by built-in role id), with local modules instead of registry
 // modules so that every file can be parsed and scanned offline.
 //
-// Every app setting of the configuration contract (DESIGN.md, "Configuration") that has a value in
+// Every app setting of the configuration contract (the README's "Configuration") that has a value in
 // Azure is set here; see docs/deploy.md for the ones left out on purpose.
 
 targetScope = 'resourceGroup'
@@ -123,6 +123,9 @@ param botClientSecret string = ''
 
 @description('Minutes a meeting\'s call-event subscription outlives the meeting\'s end (MEETING_SUBSCRIPTION_GRACE_MIN).')
 param meetingSubscriptionGraceMin string = '30'
+
+@description('Link the application Graph sees (graphClientId, or the managed identity in option B) to this Azure subscription for Microsoft Graph\'s metered APIs (Microsoft.GraphServices/accounts; Microsoft\'s "Enable metered APIs and services in Microsoft Graph"): needed by /chats/getAllMessages and the other metered Teams resources with a payment model. The deployer needs Contributor on the subscription and must own the app registration.')
+param graphBillingEnabled bool = false
 
 @description('Log level of the handler (RUST_LOG).')
 param rustLog string = 'info'
@@ -257,6 +260,19 @@ module eventHubs './core/messaging/eventhubs.bicep' = if (eventHubsEnabled) {
   }
 }
 
+// Metered Graph APIs bill the Azure subscription linked to the application Graph sees: the app
+// registration (option A) or the managed identity (option B; Microsoft's document says managed
+// identities cannot call metered APIs, see docs/deploy.md).
+var graphAppId = !empty(graphClientId) ? first(split(graphClientId, ',')) : identity.properties.clientId
+resource graphBilling 'Microsoft.GraphServices/accounts@2023-04-13' = if (graphBillingEnabled) {
+  name: 'graph-billing-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    appId: graphAppId
+  }
+}
+
 var clientStateReference = '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientStateSecretUri})'
 var clientStateSetting = secretsAsKeyVaultReferences ? clientStateReference : notificationClientState
 
@@ -292,7 +308,7 @@ var alertWebhookSecretSettings = empty(alertWebhookSecret) ? {} : {
 }
 var alertSecretSettings = union(alertTeamsSettings, alertWebhookUrlsSettings, alertWebhookSecretSettings)
 
-// The configuration contract (DESIGN.md), wired to the resources above. NOTIFICATION_URL and
+// The configuration contract (the README's "Configuration"), wired to the resources above. NOTIFICATION_URL and
 // LIFECYCLE_NOTIFICATION_URL are added by the functions module, which knows the app's host name.
 var contractSettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
@@ -412,4 +428,5 @@ output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotifica
 output HOSTING_PLAN string = hostingPlan
 output EVENTHUB_NOTIFICATION_URL string = eventHubNotificationUrl
 output BOT_APP_ID string = enableBot ? botId : ''
+output GRAPH_BILLING_ACCOUNT_ID string = graphBillingEnabled ? graphBilling.id : ''
 

@@ -33,7 +33,7 @@ use crate::keys::local::LocalSource;
 use crate::keys::{Backoff, CertificateStore, KeyError};
 use crate::meetings::{MeetingWatcher, MessagesPath};
 use crate::receiver::Receiver;
-use crate::renewer::{Clock, Renewer, SetupError};
+use crate::renewer::{Clock, REACTION_DEADLINE, Renewer, SetupError};
 
 /// Start-up failures, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,7 @@ pub struct Builder {
     graph_retry: Option<RetryPolicy>,
     /// Waits between the listing checks of a `subscriptionRemoved` (tests shorten them).
     removal_checks: Option<Vec<std::time::Duration>>,
+    reaction_deadline: Option<std::time::Duration>,
     verify_key_vault_challenge: Option<bool>,
     renewer_clock: Option<Clock>,
     lease: LeaseOptions,
@@ -135,6 +136,7 @@ impl Builder {
             env: Arc::new(|name| std::env::var(name).ok()),
             graph_retry: None,
             removal_checks: None,
+            reaction_deadline: None,
             verify_key_vault_challenge: None,
             renewer_clock: None,
             lease: LeaseOptions::default(),
@@ -174,6 +176,12 @@ impl Builder {
     /// Replaces the renewer's waits between the listing checks of a `subscriptionRemoved`.
     pub fn with_removal_checks(mut self, waits: Vec<std::time::Duration>) -> Self {
         self.removal_checks = Some(waits);
+        self
+    }
+
+    /// How long a lifecycle reaction may hold the renewer's lease (tests shorten it).
+    pub fn with_reaction_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.reaction_deadline = Some(deadline);
         self
     }
 
@@ -453,8 +461,10 @@ impl Builder {
             }
         }
         let graph = self.graph_client(http)?;
+        let deadline = self.reaction_deadline.unwrap_or(REACTION_DEADLINE);
         let mut renewer = Renewer::new(config.clone(), graph, keys, archive)?
-            .with_lease(leases, self.lease.clone());
+            .with_lease(leases, self.lease.clone())
+            .with_reaction_deadline(deadline);
         if let Some(waits) = &self.removal_checks {
             renewer = renewer.with_removal_checks(waits.clone());
         }

@@ -71,7 +71,7 @@ const SINGLE_PUT_LIMIT: NonZeroU64 = NonZeroU64::new(256 * 1024 * 1024).unwrap()
 /// The Blob archive. Cheap to share (`Arc<dyn Archive>`); the HTTP connection pool is reused.
 pub struct BlobArchive {
     /// The container client; blob clients are derived per request.
-    pub(super) container: BlobContainerClient,
+    pub(super) container: Arc<BlobContainerClient>,
     /// The container URL without query, for people and logs.
     location: String,
     /// `maxresults` of a listing page; `None` = the service default (5000).
@@ -156,31 +156,49 @@ impl BlobArchive {
         self
     }
 
+    /// Makes the archive and its container. Storage refusing the identity (401/403, or no
+    /// token yet: a role assignment just made takes minutes to apply) does not stop the start:
+    /// the archive is returned, every write fails (the receiver answers 503, Graph retries) until
+    /// storage takes it, and the container is tried again in the background with backoff (a
+    /// write that finds it missing also makes it). Any other failure is returned.
     async fn open(container: BlobContainerClient) -> Result<Self, ArchiveError> {
         let mut location = container.url().clone();
         location.set_query(None);
         let archive = BlobArchive {
-            container,
+            container: Arc::new(container),
             location: location.to_string(),
             list_page_size: None,
             uploads_in_flight: UPLOADS_PER_REQUEST,
         };
-        archive.create_container_if_missing().await?;
-        tracing::info!(location = %archive.location, "blob archive ready");
+        match create_container(&archive.container).await {
+            Ok(()) => tracing::info!(location = %archive.location, "blob archive ready"),
+            Err(e) if is_refused(&e) => {
+                tracing::error!(
+                    location = %archive.location,
+                    error = %StorageError::during("cannot create or open the container", e),
+                    "the archive's storage refuses this identity (a role assignment not applied yet, or missing): the handler starts anyway, answers 503 to notifications until storage takes writes (Graph retries them), and tries the container again in the background"
+                );
+                let (container, location) = (archive.container.clone(), archive.location.clone());
+                tokio::spawn(retry_container(container, location));
+            }
+            Err(e) => return Err(archive.container_error(e)),
+        }
         Ok(archive)
     }
 
     async fn create_container_if_missing(&self) -> Result<(), ArchiveError> {
-        match self.container.create(None).await {
-            Ok(_) => Ok(()),
-            Err(e) if has_code(&e, StorageErrorCode::ContainerAlreadyExists) => Ok(()),
-            Err(e) => Err(ArchiveError::Backend {
-                name: self.location.clone(),
-                source: Box::new(StorageError::during(
-                    "cannot create or open the container",
-                    e,
-                )),
-            }),
+        create_container(&self.container)
+            .await
+            .map_err(|e| self.container_error(e))
+    }
+
+    fn container_error(&self, e: azure_core::Error) -> ArchiveError {
+        ArchiveError::Backend {
+            name: self.location.clone(),
+            source: Box::new(StorageError::during(
+                "cannot create or open the container",
+                e,
+            )),
         }
     }
 
@@ -369,6 +387,51 @@ impl Policy for TryTimeout {
                 format!("no answer within {} s", self.0.as_secs()),
             )),
         }
+    }
+}
+
+/// Creates the container; one that exists already is fine.
+async fn create_container(container: &BlobContainerClient) -> azure_core::Result<()> {
+    match container.create(None).await {
+        Ok(_) => Ok(()),
+        Err(e) if has_code(&e, StorageErrorCode::ContainerAlreadyExists) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Storage refused the caller (401, 403) or no token could be had: what a role assignment or
+/// identity that has not propagated yet looks like, and what time may fix.
+fn is_refused(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::Credential)
+        || matches!(
+            e.http_status(),
+            Some(StatusCode::Unauthorized | StatusCode::Forbidden)
+        )
+}
+
+/// First wait of [`retry_container`], doubled after each failure up to the last.
+const CONTAINER_RETRY_FIRST: Duration = Duration::from_secs(5);
+const CONTAINER_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Tries the container until storage takes it (5 s, 10 s, 20 s ... then every 5 minutes).
+async fn retry_container(container: Arc<BlobContainerClient>, location: String) {
+    let mut wait = CONTAINER_RETRY_FIRST;
+    for attempt in 1u32.. {
+        tokio::time::sleep(wait).await;
+        match create_container(&container).await {
+            Ok(()) => {
+                tracing::info!(%location, attempt, "blob archive ready: storage accepts this identity now");
+                return;
+            }
+            Err(e) => tracing::warn!(
+                %location,
+                attempt,
+                error = %StorageError::during("cannot create or open the container", e),
+                next_s = (wait * 2).min(CONTAINER_RETRY_MAX).as_secs(),
+                "the archive's storage still refuses this identity; notifications are answered 503 meanwhile"
+            ),
+        }
+        wait = (wait * 2).min(CONTAINER_RETRY_MAX);
     }
 }
 

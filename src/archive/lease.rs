@@ -97,6 +97,10 @@ pub enum LeaseError {
         "another instance held the lease {name:?} for all of {waited:?}: skipped; the next run will do the work"
     )]
     Busy { name: String, waited: Duration },
+    #[error(
+        "this instance's own Graph-changing work kept the lease {name:?} for all of {waited:?}: skipped; the next run will do the work"
+    )]
+    LocalBusy { name: String, waited: Duration },
     #[error("the lease {name:?} could not be taken: {source}")]
     Storage {
         name: String,
@@ -122,18 +126,11 @@ pub async fn acquire(
     let started = Instant::now();
     let mut said = false;
     loop {
-        let held = store
-            .try_acquire(name, options.ttl)
-            .await
-            .map_err(|source| LeaseError::Storage {
-                name: name.to_string(),
-                source,
-            })?;
-        if let Some(held) = held {
+        if let Some(lease) = try_take(store, name, options.ttl).await? {
             if said {
                 tracing::info!(lease = %name, waited_ms = started.elapsed().as_millis() as u64, "lease taken after waiting");
             }
-            return Ok(Lease::start(Arc::from(held), name.clone(), options.ttl));
+            return Ok(lease);
         }
         if started.elapsed() + options.poll > options.wait {
             tracing::warn!(lease = %name, waited_s = options.wait.as_secs(), "another instance still holds the lease; giving up");
@@ -148,6 +145,23 @@ pub async fn acquire(
         }
         tokio::time::sleep(options.poll).await;
     }
+}
+
+/// Tries once to take `name` for `ttl`; `Ok(None)`: someone else holds it now. The lease is
+/// renewed in the background until released.
+pub async fn try_take(
+    store: &dyn LeaseStore,
+    name: &LeaseName,
+    ttl: Duration,
+) -> Result<Option<Lease>, LeaseError> {
+    let held = store
+        .try_acquire(name, ttl)
+        .await
+        .map_err(|source| LeaseError::Storage {
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(held.map(|held| Lease::start(Arc::from(held), name.clone(), ttl)))
 }
 
 impl Lease {

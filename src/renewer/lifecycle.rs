@@ -4,10 +4,12 @@
 //! The server archives each lifecycle notification and answers Graph 202 first; [`react`] then
 //! does the slow part in a background task, so Graph's 3-second budget is never at stake.
 //! Reactions are calm: one per (subscription, event) per request and per window, a bounded
-//! number at once ([`crate::reaction_gate`]), and a reconcile they need joins the one running
-//! (the renew timer never waits behind them):
+//! number at once ([`super::gate`]), and a reconcile they need joins the one running:
 //! - `reauthorizationRequired`: reauthorize the subscription, or renew it if that fails (a
-//!   renewal also reauthorizes); a subscription Graph no longer has is created again;
+//!   renewal also reauthorizes), under the renewer's lease like every Graph-changing call, for
+//!   at most [`Renewer::reaction_deadline`]; so the renew timer waits at most that long per
+//!   reaction ahead of it (and at most the gate's concurrency of them); a subscription Graph no
+//!   longer has is created again;
 //! - `subscriptionRemoved`: create it again from the desired state, but only once Graph's
 //!   listing confirms the subscription is gone (a few looks over a few minutes): anyone with the
 //!   clientState could otherwise make us create a second subscription next to a live one;
@@ -172,6 +174,10 @@ async fn recreate_if_gone(ctx: &Arc<Renewer>, id: &str) -> Reaction {
     ))
 }
 
+/// `reauthorizationRequired`: the subscription is looked up without the lease (a read), then
+/// the reauthorization (and the renewal that replaces it if it fails) runs under the renewer's
+/// lease, bounded by [`Renewer::reaction_deadline`], so a slow Graph never holds the lease, and
+/// the renew timer behind it, for longer than that.
 async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
     let id = n.subscription_id.as_str();
     let (resource, version) = match find(ctx, id).await {
@@ -191,37 +197,64 @@ async fn reauthorize(ctx: &Arc<Renewer>, n: &ChangeNotification) -> Reaction {
             (resource, version)
         }
     };
+    let guard = match ctx.exclusive("reauthorization").await {
+        Ok(guard) => guard,
+        Err(e) => return Reaction::Failed(format!("reauthorization not run: {e}")),
+    };
+    let deadline = ctx.reaction_deadline();
+    let done = tokio::time::timeout(
+        deadline,
+        reauthorize_locked(ctx, id, resource.as_deref(), version),
+    )
+    .await;
+    guard.release().await;
+    match done {
+        Ok(Some(reaction)) => reaction,
+        // Gone: the reconcile recreates it (a renewal that answers 404 is a recreation).
+        Ok(None) => Reaction::Reconciled(ctx.reconcile_joined().await.0),
+        Err(_) => Reaction::Failed(format!(
+            "Graph did not finish the reauthorization within {} s; the renewer lease was given up so that the renew timer does not wait longer",
+            deadline.as_secs_f32()
+        )),
+    }
+}
+
+/// Reauthorize, or renew if that fails (a renewal also reauthorizes). `None`: Graph no longer
+/// has the subscription.
+async fn reauthorize_locked(
+    ctx: &Renewer,
+    id: &str,
+    resource: Option<&str>,
+    version: ApiVersion,
+) -> Option<Reaction> {
     let reauthorize_error = match ctx.graph.reauthorize(version, id).await {
         Ok(()) => {
-            return Reaction::Reauthorized {
+            return Some(Reaction::Reauthorized {
                 subscription_id: id.to_string(),
-            };
+            });
         }
         Err(e) => e,
     };
     tracing::warn!(subscription_id = %escape(id), error = %reauthorize_error, "reauthorize failed; renewing instead");
     let has_lifecycle = ctx.config.lifecycle_notification_url.is_some();
-    let lifetime = default_lifetime(resource.as_deref().unwrap_or_default(), has_lifecycle);
+    let lifetime = default_lifetime(resource.unwrap_or_default(), has_lifecycle);
     let lifetime = ctx
         .desired()
         .unwrap_or_default()
         .iter()
-        .find(|d| {
-            resource
-                .as_deref()
-                .is_some_and(|r| super::same_resource(r, &d.resource))
-        })
+        .find(|d| resource.is_some_and(|r| super::same_resource(r, &d.resource)))
         .map(|d| d.lifetime(has_lifecycle))
         .unwrap_or(lifetime);
     let expiration = OffsetDateTime::now_utc() + lifetime;
     match ctx.graph.renew(version, id, expiration).await {
-        Ok(s) => Reaction::Renewed {
+        Ok(s) => Some(Reaction::Renewed {
             subscription_id: s.id,
             expiration: format_time(s.expiration_date_time),
-        },
-        // Gone: the reconcile recreates it (a renewal that answers 404 is a recreation).
-        Err(e) if e.is_not_found() => Reaction::Reconciled(ctx.reconcile_joined().await.0),
-        Err(e) => Reaction::Failed(format!("reauthorize: {reauthorize_error}; renew: {e}")),
+        }),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => Some(Reaction::Failed(format!(
+            "reauthorize: {reauthorize_error}; renew: {e}"
+        ))),
     }
 }
 

@@ -18,10 +18,12 @@
 //! Subscriptions of this app that deliver elsewhere or that the file no longer lists are left
 //! alone (counted as `unmanaged`): they lapse at their expiry. A reconcile right after another
 //! changes nothing. Reconciles (the timer's, `POST /renew`'s and those lifecycle reactions run)
-//! never overlap: within a process one lock, across processes and instances a lease on the
-//! archive's storage ([`crate::archive::lease`]: a Blob lease, or a lock file), taken with a
-//! bounded wait. A reauthorization is one idempotent call on one subscription and takes neither,
-//! so a slow Graph never holds the timer up behind reactions. On Flex Consumption the timer and
+//! never overlap, nor do they overlap a reaction's reauthorization: within a process one lock,
+//! across processes and instances a lease on the archive's storage ([`crate::archive::lease`]: a
+//! Blob lease, or a lock file), taken with a bounded wait. A reauthorization holds them for at
+//! most [`Renewer::reaction_deadline`] (one call, and the renewal that replaces it if it fails),
+//! and at most [`gate::DEFAULT_CONCURRENCY`] reactions run at once, so the timer waits a bounded
+//! time behind reactions, never longer than the lease's wait. On Flex Consumption the timer and
 //! the HTTP functions scale out on instances of their own, so the lease is what keeps them apart;
 //! the duplicate rule above still repairs what an expired lease let through.
 
@@ -35,7 +37,7 @@ pub(crate) mod single_flight;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -166,6 +168,8 @@ pub struct Renewer {
     pub removal_checks: Vec<Duration>,
     /// Serializes it across processes and instances: a lease on the archive's storage.
     lease: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
+    /// How long a reaction may hold the lease for its Graph calls.
+    reaction_deadline: Duration,
 }
 
 /// The right to change Graph: this process's lock and, when configured, the shared lease.
@@ -195,6 +199,12 @@ pub(crate) const REMOVAL_CHECKS: [Duration; 3] = [
     Duration::from_secs(120),
 ];
 
+/// Default time a lifecycle reaction may hold the renewer's lease for its Graph calls (one
+/// reauthorization, and the renewal that replaces it if it fails). With at most
+/// [`gate::DEFAULT_CONCURRENCY`] reactions at once, the renew timer waits at most a minute behind
+/// this instance's reactions, well within the lease's wait.
+pub(crate) const REACTION_DEADLINE: Duration = Duration::from_secs(15);
+
 impl Renewer {
     /// The renewer for `config`, talking to Graph through `graph`. Checks the delivery settings
     /// at once; the desired-subscriptions file is read afresh at every run.
@@ -218,6 +228,7 @@ impl Renewer {
             reconciles: SingleFlight::default(),
             reactions: ReactionGate::default(),
             removal_checks: REMOVAL_CHECKS.to_vec(),
+            reaction_deadline: REACTION_DEADLINE,
         };
         renewer.delivery()?;
         // A missing or broken desired file never takes the receiver down: it is said loudly
@@ -324,19 +335,63 @@ impl Renewer {
     }
 
     /// Holds off other Graph-changing work, of this process and of every instance sharing the
-    /// lease, while the guard lives. Fails when another instance keeps the lease past the wait.
-    pub async fn exclusive(&self) -> Result<Exclusive<'_>, LeaseError> {
-        let local = self.lock.lock().await;
-        let lease = match &self.lease {
-            Some((store, options)) => {
-                Some(lease::acquire(store.as_ref(), &lease::renewer_lease(), options).await?)
-            }
-            None => None,
+    /// lease, while the guard lives. `work` names what waits, for the log. The whole wait (this
+    /// process's lock and the lease) is bounded by the lease's `wait`; this process's lock is
+    /// never held while another instance has the lease, so work of this process queued behind a
+    /// waiter does not wait twice. Fails when the lease stays taken for all of the wait.
+    pub async fn exclusive(&self, work: &'static str) -> Result<Exclusive<'_>, LeaseError> {
+        let Some((store, options)) = &self.lease else {
+            let local = self.lock.lock().await;
+            return Ok(Exclusive {
+                _local: local,
+                lease: None,
+            });
         };
-        Ok(Exclusive {
-            _local: local,
-            lease,
-        })
+        let name = lease::renewer_lease();
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            let left = options.wait.saturating_sub(started.elapsed());
+            let Ok(local) = tokio::time::timeout(left, self.lock.lock()).await else {
+                tracing::warn!(lease = %name, work, waited_s = options.wait.as_secs(), "this instance's own renewer work held the lease all along; skipped");
+                return Err(LeaseError::LocalBusy {
+                    name: name.to_string(),
+                    waited: options.wait,
+                });
+            };
+            if let Some(held) = lease::try_take(store.as_ref(), &name, options.ttl).await? {
+                if said {
+                    tracing::info!(lease = %name, work, waited_ms = started.elapsed().as_millis() as u64, "renewer lease taken after waiting");
+                }
+                return Ok(Exclusive {
+                    _local: local,
+                    lease: Some(held),
+                });
+            }
+            drop(local);
+            if started.elapsed() + options.poll > options.wait {
+                tracing::warn!(lease = %name, work, waited_s = options.wait.as_secs(), "another instance still holds the renewer lease; giving up");
+                return Err(LeaseError::Busy {
+                    name: name.to_string(),
+                    waited: options.wait,
+                });
+            }
+            if !said {
+                tracing::info!(lease = %name, work, wait_s = options.wait.as_secs(), "another instance holds the renewer lease; waiting for it");
+                said = true;
+            }
+            tokio::time::sleep(options.poll).await;
+        }
+    }
+
+    /// How long a lifecycle reaction may hold the lease for its Graph calls.
+    pub fn with_reaction_deadline(mut self, deadline: Duration) -> Self {
+        self.reaction_deadline = deadline;
+        self
+    }
+
+    pub fn reaction_deadline(&self) -> Duration {
+        self.reaction_deadline
     }
 
     /// Replaces the waits between the listing checks of a `subscriptionRemoved`.
@@ -367,7 +422,7 @@ impl Renewer {
     /// A reconcile that treats the subscriptions `removed` as gone even if Graph still lists
     /// them (a `subscriptionRemoved` notification can arrive before the listing forgets them).
     pub async fn reconcile_excluding(&self, removed: &HashSet<String>) -> Report {
-        let guard = match self.exclusive().await {
+        let guard = match self.exclusive("reconcile").await {
             Ok(guard) => guard,
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile not run");

@@ -261,23 +261,26 @@ async fn blob_archive_recreates_a_vanished_container() {
 }
 
 #[tokio::test]
-async fn blob_archive_with_a_wrong_key_fails_to_open_without_showing_it() {
+async fn blob_archive_with_a_wrong_key_opens_and_every_write_fails_without_showing_it() {
     let endpoint = azurite::endpoint();
-    // Valid base64, wrong key.
+    // Valid base64, wrong key: Storage answers 403 as it does to an identity whose role
+    // assignment has not applied yet, which must not stop the handler's start.
     let wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25n";
     let connection = format!(
         "DefaultEndpointsProtocol=http;AccountName={};AccountKey={wrong_key};BlobEndpoint={endpoint}",
         azurite::ACCOUNT
     );
-    let result = BlobArchive::from_connection_string(
+    let archive = BlobArchive::from_connection_string(
         &SecretString::from(connection),
         &azurite::unique_container("wrong-key"),
     )
-    .await;
-    let error = match result {
-        Err(e) => e,
-        Ok(_) => panic!("a wrong key must not open the archive"),
-    };
+    .await
+    .expect("a refused identity does not stop the open");
+    let n = name(Kind::Events, Some((2026, 1, 2)), "sub", 1);
+    let error = archive
+        .put_if_absent(&n, json("refused"))
+        .await
+        .expect_err("storage refuses the write");
     let message = error.to_string();
     assert!(matches!(error, ArchiveError::Backend { .. }), "{message}");
     assert!(message.contains("HTTP 403"), "{message}");

@@ -4,8 +4,9 @@
 
 mod bodies;
 mod logs;
-mod process;
+pub(crate) mod process;
 mod slow;
+mod storage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

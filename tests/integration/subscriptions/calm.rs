@@ -1,6 +1,6 @@
 //! Calm reactions, through the real server: repeats get one reaction, reactions run a bounded
-//! number at once and never hold up the renew timer, and `POST /renew` calls arriving while a
-//! reconcile runs join it.
+//! number at once, take the renewer's lease one at a time for a bounded time and so hold up the
+//! renew timer only that long, and `POST /renew` calls arriving while a reconcile runs join it.
 
 use std::time::Duration;
 
@@ -73,7 +73,9 @@ async fn repeated_lifecycle_items_get_one_reaction_per_subscription_and_event() 
 
 #[tokio::test]
 async fn reactions_run_a_bounded_number_at_once_and_never_hold_up_the_timer() {
-    let h = harness(chat_only()).await;
+    // A reaction holds the renewer's lease for its Graph calls at most this long.
+    let deadline = Duration::from_millis(800);
+    let h = harness_tuned(chat_only(), &[], |b| b.with_reaction_deadline(deadline)).await;
     let ids: Vec<String> = (0..40)
         .map(|_| {
             h.fake
@@ -98,24 +100,39 @@ async fn reactions_run_a_bounded_number_at_once_and_never_hold_up_the_timer() {
             .status(),
         202
     );
-    // The timer answers while 40 reactions wait (a liveness bound far below their 20 s).
+    // Let the reactions take their permits and queue for the lease.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The timer waits behind at most the reactions holding a permit, each for at most the
+    // deadline: a liveness bound far below the reactions' 20 s (and the lease's 2 minutes).
+    let bound = teams_notifications::renewer::gate::DEFAULT_CONCURRENCY;
+    let started = std::time::Instant::now();
     let timer = tokio::time::timeout(
         Duration::from_secs(10),
         app.post("/renew", timer_body(false)),
     )
     .await
     .expect("the timer did not wait behind the reactions");
+    let waited = started.elapsed();
     assert_eq!(timer.status(), 200);
-    let in_flight = h
+    let body: Value = timer.json().await.unwrap();
+    assert!(body["ReturnValue"]["error"].is_null(), "{body}");
+    assert!(
+        waited < deadline * (bound as u32 + 1) + Duration::from_secs(2),
+        "the timer waited {waited:?}"
+    );
+    // Under the lease, reauthorizations run one at a time: each one started only once the one
+    // before it gave the lease up at its deadline.
+    let reauthorizations = h
         .calls()
         .await
         .into_iter()
         .filter(|(m, p)| m == "POST" && p.ends_with("/reauthorize"))
         .count();
-    let bound = teams_notifications::renewer::gate::DEFAULT_CONCURRENCY;
+    let elapsed = started.elapsed() + Duration::from_millis(200);
+    let most = (elapsed.as_millis() / deadline.as_millis()) as usize + 1;
     assert!(
-        (1..=bound).contains(&in_flight),
-        "{in_flight} reauthorizations at once (bound {bound})"
+        (1..=most).contains(&reauthorizations),
+        "{reauthorizations} reauthorizations in {elapsed:?} with a {deadline:?} deadline each"
     );
 }
 

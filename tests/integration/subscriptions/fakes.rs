@@ -18,6 +18,7 @@ use teams_notifications::config::Config;
 use teams_notifications::graph::subscriptions::RetryPolicy;
 use teams_notifications::keys::DecryptionKey;
 use teams_notifications::renewer::Renewer;
+use teams_notifications::startup::Builder;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::{TcpListener, TcpStream};
@@ -157,6 +158,21 @@ struct GraphInner {
     delay: Option<Duration>,
     /// When each request arrived.
     arrivals: Vec<std::time::Instant>,
+    /// The same, with the instance that sent it (the `instance-…` first path segment that
+    /// several apps sharing this fake put in their `GRAPH_ENDPOINT`; empty without one).
+    arrivals_by: Vec<(String, std::time::Instant)>,
+}
+
+/// The first path segment naming the app instance that sent a request, if any.
+const INSTANCE_PREFIX: &str = "instance-";
+
+fn instance_of(req: &Request) -> String {
+    req.url
+        .path_segments()
+        .and_then(|mut s| s.next())
+        .filter(|s| s.starts_with(INSTANCE_PREFIX))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Graph's subscriptions API, with state.
@@ -219,6 +235,11 @@ impl FakeGraph {
     /// When each request arrived, in order.
     pub fn arrivals(&self) -> Vec<std::time::Instant> {
         self.inner.lock().unwrap().arrivals.clone()
+    }
+
+    /// When each request arrived, with the instance that sent it (see [`instance_endpoint`]).
+    pub fn arrivals_by_instance(&self) -> Vec<(String, std::time::Instant)> {
+        self.inner.lock().unwrap().arrivals_by.clone()
     }
 
     pub fn set_foreign_next_link(&self, base: &str) {
@@ -442,7 +463,9 @@ impl Respond for FakeGraph {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let delay = {
             let mut inner = self.inner.lock().unwrap();
-            inner.arrivals.push(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            inner.arrivals.push(now);
+            inner.arrivals_by.push((instance_of(req), now));
             inner.delay
         };
         let answer = self.answer(req);
@@ -479,6 +502,12 @@ impl FakeGraph {
                 .collect()
             })
             .unwrap_or_default();
+        let skip = usize::from(
+            segments
+                .first()
+                .is_some_and(|s| s.starts_with(INSTANCE_PREFIX)),
+        );
+        let segments = &segments[skip.min(segments.len())..];
         let version = segments.first().map(String::as_str).unwrap_or("");
         if !matches!(version, "v1.0" | "beta")
             || segments.get(1).map(String::as_str) != Some("subscriptions")
@@ -506,6 +535,12 @@ impl FakeGraph {
             _ => graph_error(405, "MethodNotAllowed", "Not supported."),
         }
     }
+}
+
+/// The `GRAPH_ENDPOINT` of app instance `name` on the fake at `base`: the same Graph, with the
+/// instance's requests told apart ([`FakeGraph::arrivals_by_instance`]).
+pub fn instance_endpoint(base: &str, name: &str) -> String {
+    format!("{base}/{INSTANCE_PREFIX}{name}")
 }
 
 /// A subscription as it would already exist in Graph.
@@ -576,6 +611,19 @@ pub async fn harness_with_clock(
     overrides: &[(&str, &str)],
     clock: Option<teams_notifications::renewer::Clock>,
 ) -> Harness {
+    harness_tuned(desired, overrides, |builder| match clock {
+        Some(clock) => builder.with_renewer_clock(clock),
+        None => builder,
+    })
+    .await
+}
+
+/// [`harness_with`], the production builder adjusted by `tune` before it builds.
+pub async fn harness_tuned(
+    desired: Value,
+    overrides: &[(&str, &str)],
+    tune: impl FnOnce(Builder) -> Builder,
+) -> Harness {
     let (graph, fake) = FakeGraph::start().await;
     let (entra, entra_front) = fake_entra().await;
     let dir = tempfile::tempdir().unwrap();
@@ -621,16 +669,13 @@ pub async fn harness_with_clock(
     // The production builder: one HTTP client (trusting the fake Entra's test CA), the real
     // credential, certificate store, archive and renewer.
     let key = current_key().clone();
-    let mut builder = teams_notifications::startup::Builder::new(config.clone())
+    let builder = Builder::new(config.clone())
         .with_http(TlsFront::client())
         .with_env(|_| None)
         .with_graph_retry(fast_retry())
         // Short waits between the listing checks that confirm a subscriptionRemoved.
         .with_removal_checks(vec![Duration::ZERO, Duration::from_millis(50)]);
-    if let Some(clock) = clock {
-        builder = builder.with_renewer_clock(clock);
-    }
-    let app = builder.build().await.expect("the app starts");
+    let app = tune(builder).build().await.expect("the app starts");
     let ctx = app.renewer.clone().expect("SUBSCRIPTIONS_FILE is set");
     let server = crate::support::spawn_with_state(
         app.state(),

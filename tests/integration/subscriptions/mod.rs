@@ -5,6 +5,7 @@ mod calm;
 mod deployment;
 mod eventhub;
 pub mod fakes;
+mod instances;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

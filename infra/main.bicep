@@ -124,7 +124,7 @@ param botClientSecret string = ''
 @description('Minutes a meeting\'s call-event subscription outlives the meeting\'s end (MEETING_SUBSCRIPTION_GRACE_MIN).')
 param meetingSubscriptionGraceMin string = '30'
 
-@description('Link the application Graph sees (graphClientId, or the managed identity in option B) to this Azure subscription for Microsoft Graph\'s metered APIs (Microsoft.GraphServices/accounts; Microsoft\'s "Enable metered APIs and services in Microsoft Graph"): needed by /chats/getAllMessages and the other metered Teams resources with a payment model. The deployer needs Contributor on the subscription and must own the app registration.')
+@description('Link the app registration (graphClientId, option A; ignored without one, since managed identities cannot call metered APIs) to this Azure subscription for Microsoft Graph\'s metered APIs (Microsoft.GraphServices/accounts; Microsoft\'s "Enable metered APIs and services in Microsoft Graph"): needed by /chats/getAllMessages and the other metered Teams resources with a payment model. The deployer needs Contributor on the subscription and must own the app registration.')
 param graphBillingEnabled bool = false
 
 @description('Log level of the handler (RUST_LOG).')
@@ -260,16 +260,16 @@ module eventHubs './core/messaging/eventhubs.bicep' = if (eventHubsEnabled) {
   }
 }
 
-// Metered Graph APIs bill the Azure subscription linked to the application Graph sees: the app
-// registration (option A) or the managed identity (option B; Microsoft's document says managed
-// identities cannot call metered APIs, see docs/deploy.md).
-var graphAppId = !empty(graphClientId) ? first(split(graphClientId, ',')) : identity.properties.clientId
-resource graphBilling 'Microsoft.GraphServices/accounts@2023-04-13' = if (graphBillingEnabled) {
+// Metered Graph APIs bill the Azure subscription linked to the application that calls them: the
+// app registration of option A. Microsoft's "Enable metered APIs and services in Microsoft Graph"
+// says managed identities cannot call metered APIs, so option B gets no link (docs/deploy.md).
+var graphBillingLinked = graphBillingEnabled && !empty(graphClientId)
+resource graphBilling 'Microsoft.GraphServices/accounts@2023-04-13' = if (graphBillingLinked) {
   name: 'graph-billing-${resourceToken}'
   location: 'global'
   tags: tags
   properties: {
-    appId: graphAppId
+    appId: first(split(graphClientId, ','))
   }
 }
 
@@ -428,5 +428,5 @@ output LIFECYCLE_NOTIFICATION_URL string = functionApp.outputs.lifecycleNotifica
 output HOSTING_PLAN string = hostingPlan
 output EVENTHUB_NOTIFICATION_URL string = eventHubNotificationUrl
 output BOT_APP_ID string = enableBot ? botId : ''
-output GRAPH_BILLING_ACCOUNT_ID string = graphBillingEnabled ? graphBilling.id : ''
+output GRAPH_BILLING_ACCOUNT_ID string = graphBillingLinked ? graphBilling.id : ''
 

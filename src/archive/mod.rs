@@ -42,10 +42,14 @@ pub enum Kind {
     /// Meetings seen starting and ending (the Teams bot's events): the desired state of the
     /// meetings' call-event subscriptions, shared by every instance.
     Meetings,
+    /// A rich batch every item of which has its event: written after the events are durable,
+    /// named like the batch's `raw/` record, so a resend of the whole batch is recognised by
+    /// one name instead of one per item (see `receiver::resend`).
+    Complete,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Raw,
         Kind::Events,
         Kind::Quarantine,
@@ -54,6 +58,7 @@ impl Kind {
         Kind::Resync,
         Kind::Alerts,
         Kind::Meetings,
+        Kind::Complete,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -66,6 +71,7 @@ impl Kind {
             Kind::Resync => "resync",
             Kind::Alerts => "alerts",
             Kind::Meetings => "meetings",
+            Kind::Complete => "complete",
         }
     }
 }

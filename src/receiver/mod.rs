@@ -25,7 +25,7 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::{Archive, ArchiveError, ObjectName, Written};
+use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written, records};
 use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::graph::crypto::DecryptError;
 use crate::graph::notification::{ChangeNotification, ParseError};
@@ -244,6 +244,8 @@ struct Staged {
     receipt: Receipt,
     first: Vec<Pending>,
     rich: Vec<(ChangeNotification, Vec<u8>)>,
+    /// `complete/` markers, written once the events they vouch for are (see `resend`).
+    markers: Vec<resend::Marker>,
 }
 
 impl Staged {
@@ -251,6 +253,7 @@ impl Staged {
         self.receipt.absorb(other.receipt);
         self.first.extend(other.first);
         self.rich.extend(other.rich);
+        self.markers.extend(other.markers);
     }
 }
 
@@ -264,18 +267,21 @@ impl Receiver {
             mut receipt,
             first,
             rich,
+            markers,
         } = self
             .stage(endpoint, Delivery::Webhook, &received_at, body, None)
             .await?;
         // The raw batch (in `first`) is written while the rich items are decrypted (CPU
-        // overlaps I/O); the events follow once it is durable.
+        // overlaps I/O); the events follow once it is durable, then the batch's marker.
         let (written, decrypted) = tokio::join!(
             self.write_all(first, &mut receipt),
             self.decrypt_batch(&received_at, rich)
         );
         written?;
         log_quarantined(&decrypted);
+        let events = resend::event_names(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
+        self.mark_complete(markers, &events, &received_at).await;
         Ok(receipt)
     }
 
@@ -305,11 +311,14 @@ impl Receiver {
             mut receipt,
             mut first,
             rich,
+            markers,
         } = all;
         let decrypted = self.decrypt_batch(&received_at, rich).await;
         log_quarantined(&decrypted);
+        let events = resend::event_names(&decrypted);
         first.extend(decrypted);
         self.write_all(first, &mut receipt).await?;
+        self.mark_complete(markers, &events, &received_at).await;
         Ok(receipt)
     }
 
@@ -393,7 +402,13 @@ impl Receiver {
         // Each item's canonical form is computed once, for the raw batch and the item's name.
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
         // A resend: items whose event exists skip their decryption and writes (see `resend`).
-        let archived = self.already_archived(&rich, &canonicals).await;
+        let marker = resend::marker_name(&rich, &canonicals);
+        let mut events: Vec<ObjectName> = rich
+            .iter()
+            .zip(&canonicals)
+            .map(|(item, canonical)| records::item_name(Kind::Events, item, canonical))
+            .collect();
+        let archived = self.already_archived(&marker, &events).await;
         if archived.contains(&false) {
             staged.first.push(raw_entry(
                 received_at,
@@ -404,6 +419,14 @@ impl Receiver {
             ));
         }
         let fresh = resend::keep_new(rich, canonicals, &archived, &mut staged.receipt);
+        let mut known = archived.iter();
+        events.retain(|_| known.next() == Some(&false));
+        if !events.is_empty() {
+            staged.markers.push(resend::Marker {
+                name: marker,
+                events,
+            });
+        }
         for (item, canonical) in fresh {
             match large_payload::resolve(self.payloads.as_deref(), &item).await {
                 None => staged.rich.push((item, canonical)),

@@ -548,3 +548,66 @@ async fn a_resend_after_a_restart_is_not_decrypted_again() {
         "the new batch is kept raw for its replay"
     );
 }
+
+#[tokio::test]
+async fn a_resend_of_a_complete_batch_is_known_by_its_marker_alone() {
+    let key = dev::self_signed("k1", 30);
+    let first = rig(vec![key], &[]).await;
+    let items: Vec<Value> = simulate::steps(simulate::Scenario::Meeting, 0)
+        .iter()
+        .map(|s| first.item(s, &first.keys[0]))
+        .collect();
+    assert_eq!(
+        first.send(items.clone(), &[first.token()]).await,
+        StatusCode::ACCEPTED
+    );
+    let markers = first.app.objects(Kind::Complete).await;
+    assert_eq!(markers.len(), 1, "every item became an event: one marker");
+    assert_eq!(first.app.read(&markers[0]).await["events"], items.len());
+
+    // Take one event away behind the handler's back, then resend to a fresh process without
+    // a key: checked item by item, the missing one would be tried and quarantined (`noKeys`);
+    // known by the marker, the whole batch is a resend and nothing is tried.
+    let events = first.app.objects(Kind::Events).await;
+    std::fs::remove_file(first.app.archive_dir.join(events[0].as_str())).unwrap();
+    let before = first.app.counts().await;
+    let archive = first.app.archive_dir.display().to_string();
+    let issuer = first.issuer.authority_host().to_string();
+    let restarted = spawn_app(&[
+        ("ARCHIVE_DIR", archive.as_str()),
+        ("GRAPH_TENANT_ID", TENANT),
+        ("GRAPH_CLIENT_ID", APP_ID),
+        ("AUTHORITY_HOST", issuer.as_str()),
+    ])
+    .await;
+    let resend = simulate::collection(items, &[first.token()]);
+    let response = restarted.post("/api/notifications", resend).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        first.app.counts().await,
+        before,
+        "one name answered the resend"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_a_quarantined_item_gets_no_marker() {
+    let known = dev::self_signed("k1", 30);
+    let unknown = dev::self_signed("elsewhere", 30);
+    let r = rig(vec![known], &[]).await;
+    let steps = simulate::steps(simulate::Scenario::Meeting, 0);
+    let mut items: Vec<Value> = steps.iter().map(|s| r.item(s, &r.keys[0])).collect();
+    items.push(r.item(
+        &simulate::steps(simulate::Scenario::Meeting, 1)[0],
+        &unknown,
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            r.send(items.clone(), &[r.token()]).await,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert!(r.app.objects(Kind::Complete).await.is_empty());
+    assert_eq!(r.app.objects(Kind::Events).await.len(), steps.len());
+    assert_eq!(r.app.objects(Kind::Quarantine).await.len(), 1);
+}

@@ -6,7 +6,8 @@
 //! - the SDK's own HTTP client against the builder's one shared client (`Transport`);
 //! - four requests at a time, as Graph sends them, beside the same load on an archive that
 //!   stores nothing (the ceiling without storage);
-//! - a full resend (names in memory; `HEAD`s against Azurite);
+//! - a full resend (names in memory; after a restart, asked of Azurite: the batch's `complete/`
+//!   marker, one `HEAD` per batch);
 //! - the CPU of our process and of Azurite's, so that what is Azurite's limit shows apart from
 //!   ours.
 
@@ -243,7 +244,7 @@ pub fn run(
     let again = setup.run(&r, 4);
     again.line("4 at a time, full resend, names in memory:");
     let heads = setup.run(&setup.receiver(backend), 4);
-    heads.line("4 at a time, full resend, HEAD per item:");
+    heads.line("4 at a time, full resend after a restart (names asked of Azurite):");
     setup
         .run(&setup.receiver(Arc::new(Discard)), 4)
         .line("4 at a time, archive that stores nothing:");
@@ -254,7 +255,7 @@ pub fn run(
         )
     };
     println!(
-        "  resend / first delivery, CPU, ours: {} (names in memory), {} (HEADs); ours + Azurite: {} / {}",
+        "  resend / first delivery, CPU, ours: {} (names in memory), {} (after a restart); ours + Azurite: {} / {}",
         ratio(&again, |r| Some(r.ours)),
         ratio(&heads, |r| Some(r.ours)),
         ratio(&again, |r| r.azurite.map(|a| a + r.ours)),

@@ -78,6 +78,6 @@ pub(super) fn unreadable_event(
             ..Receipt::default()
         },
         first: vec![Pending::other(name, records::to_json(&record))],
-        rich: Vec::new(),
+        ..Staged::default()
     }
 }

@@ -39,7 +39,7 @@ use evidence::{reachability_message, reject, unreadable_event};
 pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 mod resend;
-use summary::{log_dropped, log_quarantined};
+use summary::{Quarantined, log_dropped};
 
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +244,8 @@ struct Staged {
     receipt: Receipt,
     first: Vec<Pending>,
     rich: Vec<(ChangeNotification, Vec<u8>)>,
+    /// Items dropped by the clientState check, logged once per request (or invocation).
+    dropped: Dropped,
 }
 
 impl Staged {
@@ -251,6 +253,7 @@ impl Staged {
         self.receipt.absorb(other.receipt);
         self.first.extend(other.first);
         self.rich.extend(other.rich);
+        self.dropped.absorb(other.dropped);
     }
 }
 
@@ -264,9 +267,13 @@ impl Receiver {
             mut receipt,
             first,
             rich,
+            dropped,
         } = self
             .stage(endpoint, Delivery::Webhook, &received_at, body, None)
             .await?;
+        log_dropped(&dropped, self.client_state.is_none());
+        let mut quarantined = Quarantined::default();
+        quarantined.add(&first);
         // The raw batch (in `first`) is written while the rich items are decrypted (CPU
         // overlaps I/O); the events follow once it is durable.
         let (written, decrypted) = tokio::join!(
@@ -274,7 +281,8 @@ impl Receiver {
             self.decrypt_batch(&received_at, rich)
         );
         written?;
-        log_quarantined(&decrypted);
+        quarantined.add(&decrypted);
+        quarantined.log();
         self.write_all(decrypted, &mut receipt).await?;
         Ok(receipt)
     }
@@ -305,9 +313,15 @@ impl Receiver {
             mut receipt,
             mut first,
             rich,
+            dropped,
         } = all;
+        // One line each for the whole invocation, not one per event.
+        log_dropped(&dropped, self.client_state.is_none());
         let decrypted = self.decrypt_batch(&received_at, rich).await;
-        log_quarantined(&decrypted);
+        let mut quarantined = Quarantined::default();
+        quarantined.add(&first);
+        quarantined.add(&decrypted);
+        quarantined.log();
         first.extend(decrypted);
         self.write_all(first, &mut receipt).await?;
         Ok(receipt)
@@ -337,7 +351,7 @@ impl Receiver {
         staged.receipt.items = intake.items;
         staged.receipt.dropped_client_state = intake.dropped.count;
         staged.receipt.repeated = intake.repeated;
-        log_dropped(&intake.dropped, self.client_state.is_none());
+        staged.dropped = intake.dropped;
         if intake.accepted.is_empty() {
             return Ok(staged);
         }
@@ -411,7 +425,6 @@ impl Receiver {
                 Some(Err(e)) => {
                     let (reason, code) = (e.to_string(), e.code());
                     let entry = quarantine_entry(received_at, item, &canonical, reason, code);
-                    log_quarantined(std::slice::from_ref(&entry));
                     staged.first.push(entry);
                 }
             }

@@ -1,8 +1,10 @@
 //! The fault suite: the release `handler` binary as a process (what the Functions host runs),
-//! crashed, starved of disk, flooded and fed hostile bodies. Every load here is bounded in count
-//! and time; the durations below are liveness bounds (generous), never speed assertions.
+//! crashed, starved of disk, flooded and fed hostile bodies and invocations. Every load here is
+//! bounded in count and time; the durations below are liveness bounds (generous), never speed
+//! assertions.
 
 mod bodies;
+mod invocations;
 mod logs;
 mod process;
 mod slow;

@@ -30,7 +30,7 @@ use super::{Archive, ArchiveError, Kind, ObjectName, Written};
 
 /// A temporary file older than this was left by a crash: a live write takes milliseconds.
 pub(crate) const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(15 * 60);
-const TEMPORARY_PREFIX: &str = ".tmp-";
+pub(crate) const TEMPORARY_PREFIX: &str = ".tmp-";
 
 pub struct FsArchive {
     root: PathBuf,
@@ -61,7 +61,7 @@ impl FsArchive {
     /// how many. Run at start-up; younger ones may belong to another live process.
     pub async fn sweep_temporaries(&self, older_than: Duration) -> Result<usize, ArchiveError> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep(&root, older_than))
+        tokio::task::spawn_blocking(move || sweep_temporaries_in(&root, older_than))
             .await
             .map_err(|e| ArchiveError::backend("temporary files", e))?
             .map_err(|source| ArchiveError::Io {
@@ -86,8 +86,8 @@ impl FsArchive {
     }
 }
 
-/// `.tmp-` and 128 random bits, hex.
-fn temporary_name() -> std::io::Result<String> {
+/// `.tmp-` and 128 random bits, hex (also the spool's temporary names).
+pub(crate) fn temporary_name() -> std::io::Result<String> {
     let mut random = [0u8; 16];
     openssl::rand::rand_bytes(&mut random).map_err(std::io::Error::other)?;
     Ok(format!("{TEMPORARY_PREFIX}{}", hex::encode(random)))
@@ -162,7 +162,9 @@ fn sync_filesystem(root: &Path) -> std::io::Result<()> {
     }
 }
 
-fn sweep(root: &Path, older_than: Duration) -> std::io::Result<usize> {
+/// Removes the temporary files ([`temporary_name`]) under `root`, at any depth, modified more
+/// than `older_than` ago; a missing `root` holds none. Returns how many it removed.
+pub(crate) fn sweep_temporaries_in(root: &Path, older_than: Duration) -> std::io::Result<usize> {
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);

@@ -10,11 +10,17 @@
 //! archive a local or mounted disk survives a storage outage. Files are named by the SHA-256 of
 //! the body (a retry spools onto the same file), written to a temporary name, fsynced, renamed
 //! and the folder fsynced: a file under a final name is always whole.
+//!
+//! Temporary names are the archive's (`.tmp-` and 128 random bits, never the PID, which is 1 on
+//! every start of a container), so a file a crash left behind never collides with a new write;
+//! a write removes its temporary file whatever fails, and the start-up sweep removes the ones
+//! old enough to be a crash's leftovers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+use crate::archive::fs::{STALE_TEMPORARY_AGE, sweep_temporaries_in, temporary_name};
+
 const SUFFIX: &str = ".invocation.json";
 
 /// A spool folder.
@@ -39,6 +45,32 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes temporary files older than `older_than` (left by a crash or a kill), returning
+    /// how many. Younger ones may be a live write of another process.
+    pub async fn sweep_temporaries(&self, older_than: Duration) -> std::io::Result<usize> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sweep_temporaries_in(&dir, older_than))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Sweeps temporary files older than [`STALE_TEMPORARY_AGE`] in the background (the
+    /// builder calls it at start-up), logging how many it removed.
+    pub fn sweep_in_background(&self) {
+        let spool = self.clone();
+        tokio::spawn(async move {
+            match spool.sweep_temporaries(STALE_TEMPORARY_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, spool = %spool.dir.display(), "spool: temporary files of an earlier run removed");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, spool = %spool.dir.display(), "spool: cannot sweep old temporary files");
+                }
+            }
+        });
     }
 
     /// Stores `body` durably; a body already spooled is not written twice.
@@ -86,22 +118,20 @@ impl Spool {
 fn write_durably(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBuf> {
     use std::io::Write;
     let path = dir.join(name);
-    if path.exists() {
+    if path.is_file() {
         return Ok(path);
     }
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(temporary_name()?);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    // The temporary file is ours from here on: removed again whatever fails.
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
+        file.write_all(body)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
@@ -133,6 +163,91 @@ mod tests {
         spool.remove(&a).await.unwrap();
         spool.remove(&a).await.unwrap();
         assert_eq!(spool.list().await.unwrap().len(), 1);
+    }
+
+    fn temporaries(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(crate::archive::fs::TEMPORARY_PREFIX)
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn age(path: &Path, by: Duration) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - by)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_a_crashed_run_left_do_not_stop_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        // What a crashed run left: the names a PID-and-counter scheme gives this process, and
+        // a container's (PID 1).
+        let mut leftovers: Vec<PathBuf> = (0..1000)
+            .map(|n| dir.path().join(format!(".tmp-{}-{n}", std::process::id())))
+            .chain((0..10).map(|n| dir.path().join(format!(".tmp-1-{n}"))))
+            .collect();
+        for path in &leftovers {
+            std::fs::write(path, b"half").unwrap();
+        }
+        for n in 0..20 {
+            let body = format!("{{\"n\":{n}}}");
+            let spooled = spool.put(body.as_bytes()).await.unwrap();
+            assert_eq!(spool.read(&spooled).await.unwrap(), body.as_bytes());
+        }
+        assert_eq!(spool.list().await.unwrap().len(), 20);
+        // The writes left no temporary of their own and touched none of the leftovers.
+        leftovers.sort();
+        assert_eq!(temporaries(dir.path()), leftovers);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_only_old_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        let kept = spool.put(b"{\"kept\":1}").await.unwrap();
+        let old = dir.path().join(".tmp-1-0");
+        let old_random = dir.path().join(temporary_name().unwrap());
+        let young = dir.path().join(temporary_name().unwrap());
+        for path in [&old, &old_random, &young] {
+            std::fs::write(path, b"").unwrap();
+        }
+        for path in [&old, &old_random, &kept.path] {
+            age(path, Duration::from_secs(3600));
+        }
+        assert_eq!(
+            spool.sweep_temporaries(STALE_TEMPORARY_AGE).await.unwrap(),
+            2
+        );
+        assert_eq!(temporaries(dir.path()), [young]);
+        assert_eq!(spool.list().await.unwrap(), [kept]);
+        // A spool folder that does not exist yet holds nothing to sweep.
+        let missing = Spool::new(&dir.path().join("missing"));
+        assert_eq!(missing.sweep_temporaries(Duration::ZERO).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        // A folder where the body's file goes: the rename fails after the temporary is written.
+        let body = b"{\"blocked\":1}";
+        let name = format!("{}{SUFFIX}", hex::encode(openssl::sha::sha256(body)));
+        std::fs::create_dir_all(dir.path().join(name).join("inside")).unwrap();
+        assert!(spool.put(body).await.is_err());
+        assert!(temporaries(dir.path()).is_empty());
     }
 
     #[tokio::test]

@@ -54,6 +54,17 @@ pub struct Dropped {
     pub first_ids: Vec<String>,
 }
 
+impl Dropped {
+    /// Adds another body's dropped items (an Event Hubs invocation sums its events up for one
+    /// line); the first ids stay the first [`NAMED_IN_SUMMARY`].
+    pub fn absorb(&mut self, other: Dropped) {
+        self.count += other.count;
+        let room = NAMED_IN_SUMMARY.saturating_sub(self.first_ids.len());
+        self.first_ids
+            .extend(other.first_ids.into_iter().take(room));
+    }
+}
+
 /// What the first step hands on.
 #[derive(Debug)]
 pub struct Intake {
@@ -145,6 +156,19 @@ mod tests {
         assert_eq!(i.dropped.count, 4);
         assert_eq!(i.dropped.first_ids, ["b", "c", "d"]);
         assert!(i.validation_tokens.is_empty());
+    }
+
+    #[test]
+    fn dropped_items_of_several_bodies_sum_up_and_keep_the_first_ids() {
+        let mut all = Dropped::default();
+        for (count, ids) in [(2, vec!["a", "b"]), (0, vec![]), (5, vec!["c", "d", "e"])] {
+            all.absorb(Dropped {
+                count,
+                first_ids: ids.into_iter().map(String::from).collect(),
+            });
+        }
+        assert_eq!(all.count, 7);
+        assert_eq!(all.first_ids, ["a", "b", "c"]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use evidence::{reachability_message, reject, unreadable_event};
 pub use intake::{ClientStateCheck, Dropped, IntakeError};
 
 mod resend;
-use summary::{log_dropped, log_quarantined};
+use summary::{Quarantined, log_dropped};
 
 /// Which Graph URL a body arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +246,8 @@ struct Staged {
     rich: Vec<(ChangeNotification, Vec<u8>)>,
     /// `complete/` markers, written once the events they vouch for are (see `resend`).
     markers: Vec<resend::Marker>,
+    /// Items dropped by the clientState check, logged once per request (or invocation).
+    dropped: Dropped,
 }
 
 impl Staged {
@@ -254,6 +256,7 @@ impl Staged {
         self.first.extend(other.first);
         self.rich.extend(other.rich);
         self.markers.extend(other.markers);
+        self.dropped.absorb(other.dropped);
     }
 }
 
@@ -268,9 +271,13 @@ impl Receiver {
             first,
             rich,
             markers,
+            dropped,
         } = self
             .stage(endpoint, Delivery::Webhook, &received_at, body, None)
             .await?;
+        log_dropped(&dropped, self.client_state.is_none());
+        let mut quarantined = Quarantined::default();
+        quarantined.add(&first);
         // The raw batch (in `first`) is written while the rich items are decrypted (CPU
         // overlaps I/O); the events follow once it is durable, then the batch's marker.
         let (written, decrypted) = tokio::join!(
@@ -278,7 +285,8 @@ impl Receiver {
             self.decrypt_batch(&received_at, rich)
         );
         written?;
-        log_quarantined(&decrypted);
+        quarantined.add(&decrypted);
+        quarantined.log();
         let events = resend::event_names(&decrypted);
         self.write_all(decrypted, &mut receipt).await?;
         self.mark_complete(markers, &events, &received_at).await;
@@ -312,9 +320,15 @@ impl Receiver {
             mut first,
             rich,
             markers,
+            dropped,
         } = all;
+        // One line each for the whole invocation, not one per event.
+        log_dropped(&dropped, self.client_state.is_none());
         let decrypted = self.decrypt_batch(&received_at, rich).await;
-        log_quarantined(&decrypted);
+        let mut quarantined = Quarantined::default();
+        quarantined.add(&first);
+        quarantined.add(&decrypted);
+        quarantined.log();
         let events = resend::event_names(&decrypted);
         first.extend(decrypted);
         self.write_all(first, &mut receipt).await?;
@@ -346,7 +360,7 @@ impl Receiver {
         staged.receipt.items = intake.items;
         staged.receipt.dropped_client_state = intake.dropped.count;
         staged.receipt.repeated = intake.repeated;
-        log_dropped(&intake.dropped, self.client_state.is_none());
+        staged.dropped = intake.dropped;
         if intake.accepted.is_empty() {
             return Ok(staged);
         }
@@ -434,7 +448,6 @@ impl Receiver {
                 Some(Err(e)) => {
                     let (reason, code) = (e.to_string(), e.code());
                     let entry = quarantine_entry(received_at, item, &canonical, reason, code);
-                    log_quarantined(std::slice::from_ref(&entry));
                     staged.first.push(entry);
                 }
             }

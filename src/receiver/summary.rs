@@ -1,5 +1,6 @@
-//! The receiver's summary log lines: one per request for dropped and for quarantined items,
-//! never one per item, with outside values escaped.
+//! The receiver's summary log lines: one per request (a webhook POST or an Event Hubs
+//! invocation) for dropped and for quarantined items, never one per item or per event, with
+//! outside values escaped.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,8 @@ impl std::fmt::Display for Ids<'_> {
     }
 }
 
-/// One line per request for the items dropped by the clientState check, never one per item.
+/// One line per request (an Event Hubs invocation: for all its events) for the items dropped by
+/// the clientState check, never one per item.
 pub(super) fn log_dropped(dropped: &Dropped, unconfigured: bool) {
     if dropped.count == 0 {
         return;
@@ -37,26 +39,38 @@ pub(super) fn log_dropped(dropped: &Dropped, unconfigured: bool) {
     );
 }
 
-/// One line per request for the quarantined items: how many, why, and the first few ids.
-pub(super) fn log_quarantined(pending: &[Pending]) {
-    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut first_ids = Vec::new();
-    for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
-        *codes.entry(code).or_default() += 1;
-        if first_ids.len() < intake::NAMED_IN_SUMMARY {
-            first_ids.push(id.clone());
+/// The quarantined items of one request (or invocation), summed up for one log line: how many,
+/// why, and the first few ids.
+#[derive(Default)]
+pub(super) struct Quarantined {
+    codes: BTreeMap<&'static str, usize>,
+    first_ids: Vec<String>,
+}
+
+impl Quarantined {
+    /// Counts the quarantined records among `pending`.
+    pub(super) fn add(&mut self, pending: &[Pending]) {
+        for (code, id) in pending.iter().filter_map(|p| p.quarantined.as_ref()) {
+            *self.codes.entry(code).or_default() += 1;
+            if self.first_ids.len() < intake::NAMED_IN_SUMMARY {
+                self.first_ids.push(id.clone());
+            }
         }
     }
-    if codes.is_empty() {
-        return;
+
+    /// The one line (none when nothing was quarantined).
+    pub(super) fn log(&self) {
+        if self.codes.is_empty() {
+            return;
+        }
+        let reasons: Vec<String> = self.codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        tracing::warn!(
+            count = self.codes.values().sum::<usize>(),
+            reasons = %reasons.join(","),
+            first_subscription_ids = %Ids(&self.first_ids),
+            "notifications quarantined"
+        );
     }
-    let reasons: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
-    tracing::warn!(
-        count = codes.values().sum::<usize>(),
-        reasons = %reasons.join(","),
-        first_subscription_ids = %Ids(&first_ids),
-        "notifications quarantined"
-    );
 }
 
 /// The one line per accepted request (a webhook POST or an Event Hubs invocation): every counter

@@ -43,15 +43,18 @@ impl Builder {
         Ok(())
     }
 
-    /// The `eventhub` function and the `replay` timer, both on `receiver`.
+    /// The `eventhub` function and the `replay` timer, both on `receiver`; the spool's old
+    /// temporary files are swept in the background.
     pub(super) fn event_hub_functions(
         &self,
         receiver: &Arc<Receiver>,
         payloads: Option<Arc<PayloadStore>>,
     ) -> (Arc<EventHubFunction>, Arc<ReplayTimer>) {
+        let spool = Spool::new(&self.config.event_hub.spool_dir);
+        spool.sweep_in_background();
         let eventhub = Arc::new(EventHubFunction {
             receiver: receiver.clone(),
-            spool: Spool::new(&self.config.event_hub.spool_dir),
+            spool,
             limits: Limits::default(),
         });
         let replay = Arc::new(ReplayTimer {

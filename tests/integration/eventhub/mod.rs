@@ -547,3 +547,32 @@ async fn simulate_plays_the_hosts_invocations_against_a_running_handler() {
         "one raw record per event"
     );
 }
+
+#[tokio::test]
+async fn a_start_sweeps_the_spools_old_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Left by a crashed run: one old (swept), one that may be a live write elsewhere (kept).
+    let (old, young) = (spool.join(".tmp-1-0"), spool.join(".tmp-1-1"));
+    for path in [&old, &young] {
+        std::fs::write(path, b"half").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let spool_dir = spool.display().to_string();
+    let _rig = rig(vec![], &[("EVENTHUB_SPOOL_DIR", spool_dir.as_str())]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while old.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start did not sweep the spool's old temporary file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(young.exists(), "a young temporary file was swept");
+}

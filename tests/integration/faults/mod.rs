@@ -1,8 +1,10 @@
-//! The fault suite: the `handler` binary as a process (what the Functions host runs), crashed,
-//! starved of disk, flooded and fed hostile bodies. Every load here is bounded in count and
-//! time; the durations below are liveness bounds (generous), never speed assertions.
+//! The fault suite: the release `handler` binary as a process (what the Functions host runs),
+//! crashed, starved of disk, flooded and fed hostile bodies and invocations. Every load here is
+//! bounded in count and time; the durations below are liveness bounds (generous), never speed
+//! assertions.
 
 mod bodies;
+mod invocations;
 mod logs;
 pub(crate) mod process;
 mod slow;
@@ -118,6 +120,25 @@ fn spawn_load(
             })
         })
         .collect()
+}
+
+/// The issue asks for the process that is deployed: the release build, not the test build.
+#[test]
+fn the_fault_suite_drives_the_release_binary() {
+    let s = scratch();
+    let launch = Launch::new(&s.archive, &s.log);
+    let debug = std::fs::canonicalize(env!("CARGO_BIN_EXE_handler")).unwrap();
+    let started = std::fs::canonicalize(&launch.binary).unwrap();
+    assert_ne!(
+        started, debug,
+        "the fault suite would start the debug build"
+    );
+    assert_eq!(
+        started.parent().and_then(Path::file_name),
+        Some("release".as_ref()),
+        "{} is not cargo's release build",
+        started.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

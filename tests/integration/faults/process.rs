@@ -1,6 +1,10 @@
 //! The `handler` binary as a process, as the Functions host runs it: settings in the
 //! environment, a port in `FUNCTIONS_CUSTOMHANDLER_PORT`, readiness by polling `GET /`, logs on
 //! stderr (here a file), SIGTERM to stop, and SIGKILL when a test crashes it on purpose.
+//!
+//! The binary is the release build (what is deployed), named by `HANDLER_RELEASE_BIN`, which
+//! `scripts/test` sets after `cargo build --release --bin handler`. Without it these tests fail
+//! and say how to run them: timings under a debug build are not the process's.
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -9,6 +13,61 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::CLIENT_STATE;
+
+/// Set by `scripts/test`: the release build of the `handler` binary.
+pub const RELEASE_BIN_VAR: &str = "HANDLER_RELEASE_BIN";
+
+/// The release binary the fault suite drives: `HANDLER_RELEASE_BIN`, which must exist and be
+/// newer than every source file (a stale build would test old code). Panics saying how to run
+/// the suite otherwise.
+pub fn release_binary() -> PathBuf {
+    let how = "run the fault suite through scripts/test (it runs `cargo build --release --bin \
+               handler` and sets HANDLER_RELEASE_BIN), e.g. `scripts/test faults`; or build it \
+               and set HANDLER_RELEASE_BIN=target/release/handler";
+    let Some(bin) = std::env::var_os(RELEASE_BIN_VAR) else {
+        panic!("{RELEASE_BIN_VAR} is not set: the fault suite drives the release binary; {how}");
+    };
+    let bin = PathBuf::from(bin);
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{RELEASE_BIN_VAR}={}: {e}; {how}", bin.display()));
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some((source, changed)) = newest_source(manifest)
+        && changed > built
+    {
+        panic!(
+            "{RELEASE_BIN_VAR}={} is older than {}: rebuild it; {how}",
+            bin.display(),
+            source.display()
+        );
+    }
+    bin
+}
+
+/// The most recently modified file of the crate's sources (`src/`, `Cargo.toml`, `Cargo.lock`).
+fn newest_source(manifest: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    let mut stack = vec![manifest.join("src")];
+    let mut files = vec![manifest.join("Cargo.toml"), manifest.join("Cargo.lock")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        if let Ok(changed) = std::fs::metadata(&file).and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(_, t)| changed > *t)
+        {
+            newest = Some((file, changed));
+        }
+    }
+    newest
+}
 
 /// Longest wait for a start or an exit before the test fails (a liveness bound, not a timing).
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -22,6 +81,8 @@ pub struct Handler {
 /// How to start the handler.
 #[derive(Clone)]
 pub struct Launch {
+    /// The binary started: [`release_binary`].
+    pub binary: PathBuf,
     pub settings: HashMap<String, String>,
     /// `RLIMIT_NOFILE` for the process (what `prlimit --nofile=N:N` sets).
     pub open_files: Option<u64>,
@@ -36,6 +97,7 @@ impl Launch {
         settings.insert("NOTIFICATION_CLIENT_STATE".into(), CLIENT_STATE.into());
         settings.insert("RUST_LOG".into(), "info".into());
         Launch {
+            binary: release_binary(),
             settings,
             open_files: None,
             log: log.to_path_buf(),
@@ -60,7 +122,7 @@ impl Launch {
             .append(true)
             .open(&self.log)
             .expect("log file opens");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+        let mut command = Command::new(&self.binary);
         command
             .arg("serve")
             .env_clear()

@@ -2,8 +2,9 @@
 //! wrong types, huge values): the collection parser, the decryption path and the token
 //! validator never panic and never accept what fails a check.
 //!
-//! The test command runs a few hundred cases per property (`PROPTEST_CASES`, default below);
-//! `scripts/fuzz` runs at least 100,000.
+//! The test command runs a few hundred cases per property (the receiver's, which runs the whole
+//! path with an RSA operation per genuine item, 32); `scripts/fuzz` sets `PROPTEST_CASES` to
+//! 100,000 and every property runs that many.
 
 mod mutations;
 mod receiver;
@@ -27,16 +28,26 @@ use mutations::{Mutation, mutate, mutation};
 /// Cases per property when `PROPTEST_CASES` is unset (the test command's share).
 const DEFAULT_CASES: u32 = 256;
 
-pub(crate) fn runner() -> TestRunner {
-    let cases = std::env::var("PROPTEST_CASES")
+/// The cases a property runs: `PROPTEST_CASES` when set (`scripts/fuzz` sets 100,000), the
+/// property's share of the test command otherwise. Every property honours the setting whole.
+pub(crate) fn cases(test_command_share: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+        .unwrap_or(test_command_share)
+}
+
+/// A runner for `cases` cases.
+pub(crate) fn runner_for(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     })
+}
+
+pub(crate) fn runner() -> TestRunner {
+    runner_for(cases(DEFAULT_CASES))
 }
 
 /// The bodies mutations start from: Microsoft's samples and a minimal rich batch.

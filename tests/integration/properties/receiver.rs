@@ -18,6 +18,8 @@ use crate::support::CLIENT_STATE;
 
 const APP: &str = "8f6c1e4a-34a4-4d25-9a4b-6b7a0c1d2e3f";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+/// The cases the test command runs (`PROPTEST_CASES` unset).
+const TEST_COMMAND_CASES: u32 = 32;
 
 /// One item of a generated batch.
 #[derive(Debug, Clone)]
@@ -91,13 +93,10 @@ fn only_genuine_items_of_a_valid_batch_become_events() {
     let genuine_ids = std::cell::RefCell::new(HashSet::new());
     let case = std::cell::Cell::new(0u64);
 
-    // The receiver's path costs an RSA operation per genuine item: a tenth of the cases.
-    let mut runner = super::runner();
-    let cases = (runner.config().cases / 10).max(32);
-    runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases,
-        ..runner.config().clone()
-    });
+    // The receiver's path costs an RSA operation per genuine item: a smaller share of the test
+    // command, but all of `PROPTEST_CASES` when it is set (scripts/fuzz).
+    let cases = super::cases(TEST_COMMAND_CASES);
+    let mut runner = super::runner_for(cases);
     let batch = (proptest::collection::vec(item(), 1..5), token());
     runner
         .run(&batch, |(items, token)| {
@@ -147,6 +146,13 @@ fn only_genuine_items_of_a_valid_batch_become_events() {
             Ok(())
         })
         .unwrap();
+    // Every case asked for ran (scripts/fuzz asks 100,000 through `PROPTEST_CASES`).
+    let asked = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(TEST_COMMAND_CASES.into());
+    assert_eq!(case.get(), asked, "cases run against cases asked");
+    eprintln!("receiver property: {} cases", case.get());
 
     // And in the archive: every event is one of the genuine items.
     let events = rt

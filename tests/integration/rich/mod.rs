@@ -487,10 +487,9 @@ async fn a_resent_rich_batch_is_one_event_per_item() {
     assert_eq!(r.app.objects(Kind::Raw).await.len(), 1);
 }
 
-#[tokio::test]
-async fn a_resend_after_a_restart_is_not_decrypted_again() {
-    let key = dev::self_signed("k1", 30);
-    let first = rig(vec![key], &[]).await;
+/// A rig with one key that has received one meeting's rich notifications (202), and the items.
+async fn delivered_meeting() -> (Rig, Vec<Value>) {
+    let first = rig(vec![dev::self_signed("k1", 30)], &[]).await;
     let items: Vec<Value> = simulate::steps(simulate::Scenario::Meeting, 0)
         .iter()
         .map(|s| first.item(s, &first.keys[0]))
@@ -499,20 +498,32 @@ async fn a_resend_after_a_restart_is_not_decrypted_again() {
         first.send(items.clone(), &[first.token()]).await,
         StatusCode::ACCEPTED
     );
-    let before = first.app.counts().await;
-    assert_eq!(before.get("events"), Some(&items.len()));
+    (first, items)
+}
 
-    // A fresh process on the same archive, with no key at all: an item it tried to decrypt
-    // would be quarantined (`noKeys`). The resend, plus one new item, arrives there.
+/// A fresh process on `first`'s archive and issuer, with no key at all: an item it tried to
+/// decrypt would be quarantined (`noKeys`).
+async fn restarted_without_a_key(first: &Rig) -> TestApp {
     let archive = first.app.archive_dir.display().to_string();
     let issuer = first.issuer.authority_host().to_string();
-    let restarted = spawn_app(&[
+    spawn_app(&[
         ("ARCHIVE_DIR", archive.as_str()),
         ("GRAPH_TENANT_ID", TENANT),
         ("GRAPH_CLIENT_ID", APP_ID),
         ("AUTHORITY_HOST", issuer.as_str()),
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_resend_after_a_restart_is_not_decrypted_again() {
+    let (first, items) = delivered_meeting().await;
+    let before = first.app.counts().await;
+    assert_eq!(before.get("events"), Some(&items.len()));
+
+    // A fresh process on the same archive, with no key at all: an item it tried to decrypt
+    // would be quarantined (`noKeys`). The resend, plus one new item, arrives there.
+    let restarted = restarted_without_a_key(&first).await;
     let resend = simulate::collection(items.clone(), &[first.token()]);
     let response = restarted.post("/api/notifications", resend).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -551,16 +562,7 @@ async fn a_resend_after_a_restart_is_not_decrypted_again() {
 
 #[tokio::test]
 async fn a_resend_of_a_complete_batch_is_known_by_its_marker_alone() {
-    let key = dev::self_signed("k1", 30);
-    let first = rig(vec![key], &[]).await;
-    let items: Vec<Value> = simulate::steps(simulate::Scenario::Meeting, 0)
-        .iter()
-        .map(|s| first.item(s, &first.keys[0]))
-        .collect();
-    assert_eq!(
-        first.send(items.clone(), &[first.token()]).await,
-        StatusCode::ACCEPTED
-    );
+    let (first, items) = delivered_meeting().await;
     let markers = first.app.objects(Kind::Complete).await;
     assert_eq!(markers.len(), 1, "every item became an event: one marker");
     assert_eq!(first.app.read(&markers[0]).await["events"], items.len());
@@ -571,15 +573,7 @@ async fn a_resend_of_a_complete_batch_is_known_by_its_marker_alone() {
     let events = first.app.objects(Kind::Events).await;
     std::fs::remove_file(first.app.archive_dir.join(events[0].as_str())).unwrap();
     let before = first.app.counts().await;
-    let archive = first.app.archive_dir.display().to_string();
-    let issuer = first.issuer.authority_host().to_string();
-    let restarted = spawn_app(&[
-        ("ARCHIVE_DIR", archive.as_str()),
-        ("GRAPH_TENANT_ID", TENANT),
-        ("GRAPH_CLIENT_ID", APP_ID),
-        ("AUTHORITY_HOST", issuer.as_str()),
-    ])
-    .await;
+    let restarted = restarted_without_a_key(&first).await;
     let resend = simulate::collection(items, &[first.token()]);
     let response = restarted.post("/api/notifications", resend).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);

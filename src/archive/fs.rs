@@ -74,16 +74,25 @@ impl FsArchive {
 impl FsArchive {
     /// Sweeps temporary files older than [`STALE_TEMPORARY_AGE`] in the background (the
     /// builder calls it at start-up), logging how many it removed.
-    pub fn sweep_in_background(self: &std::sync::Arc<Self>) {
-        let archive = self.clone();
-        tokio::spawn(async move {
-            match archive.sweep_temporaries(STALE_TEMPORARY_AGE).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "temporary files of an earlier run removed"),
-                Err(e) => tracing::warn!(error = %e, "cannot sweep old temporary files"),
-            }
-        });
+    pub fn sweep_in_background(&self) {
+        sweep_in_background_at(self.root.clone(), "archive");
     }
+}
+
+/// Removes the temporary files older than [`STALE_TEMPORARY_AGE`] under `dir` in a background
+/// task, logging how many (`what` names the folder's role: the archive, the spool).
+pub(crate) fn sweep_in_background_at(dir: PathBuf, what: &'static str) {
+    tokio::task::spawn_blocking(
+        move || match sweep_temporaries_in(&dir, STALE_TEMPORARY_AGE) {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, folder = what, path = %dir.display(), "temporary files of an earlier run removed")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, folder = what, path = %dir.display(), "cannot sweep old temporary files")
+            }
+        },
+    );
 }
 
 /// `.tmp-` and 128 random bits, hex (also the spool's temporary names).

@@ -225,12 +225,18 @@ pub(crate) fn batch_name<'a>(
     date: Option<(i32, u8, u8)>,
     canonicals: impl IntoIterator<Item = &'a [u8]>,
 ) -> ObjectName {
+    ObjectName::new(kind, date, "batch", &batch_digest(canonicals))
+}
+
+/// The digest in a batch's names (hex SHA-256 of its canonical items, one per line): the same for
+/// every kind, so a batch's `raw/` record and its `complete/` marker are hashed once.
+pub(crate) fn batch_digest<'a>(canonicals: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut hasher = openssl::sha::Sha256::new();
     for canonical in canonicals {
         hasher.update(canonical);
         hasher.update(b"\n");
     }
-    ObjectName::new(kind, date, "batch", &hex::encode(hasher.finish()))
+    hex::encode(hasher.finish())
 }
 
 /// A [`RawRecord`]'s JSON, spliced from the items' canonical bytes (already computed for their

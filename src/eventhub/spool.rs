@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::archive::fs::{STALE_TEMPORARY_AGE, sweep_temporaries_in, temporary_name};
+use crate::archive::fs::{sweep_in_background_at, sweep_temporaries_in, temporary_name};
 
 const SUFFIX: &str = ".invocation.json";
 
@@ -56,21 +56,10 @@ impl Spool {
             .map_err(std::io::Error::other)?
     }
 
-    /// Sweeps temporary files older than [`STALE_TEMPORARY_AGE`] in the background (the
-    /// builder calls it at start-up), logging how many it removed.
+    /// Sweeps temporary files older than [`crate::archive::fs::STALE_TEMPORARY_AGE`] in the
+    /// background (the builder calls it at start-up), logging how many it removed.
     pub fn sweep_in_background(&self) {
-        let spool = self.clone();
-        tokio::spawn(async move {
-            match spool.sweep_temporaries(STALE_TEMPORARY_AGE).await {
-                Ok(0) => {}
-                Ok(removed) => {
-                    tracing::info!(removed, spool = %spool.dir.display(), "spool: temporary files of an earlier run removed");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, spool = %spool.dir.display(), "spool: cannot sweep old temporary files");
-                }
-            }
-        });
+        sweep_in_background_at(self.dir.clone(), "spool");
     }
 
     /// Stores `body` durably; a body already spooled is not written twice.
@@ -144,6 +133,7 @@ fn write_durably(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::fs::STALE_TEMPORARY_AGE;
 
     #[tokio::test]
     async fn put_is_idempotent_and_listed_until_removed() {

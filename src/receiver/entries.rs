@@ -41,19 +41,16 @@ impl Pending {
 
 /// The raw rich batch, as received (canonical items), persisted before decryption.
 /// `tokens_verified` is false for an Event Hubs event without tokens; `event_hub` is its metadata.
+/// `name` is the batch's `raw/` name ([`records::batch_digest`]).
 pub(super) fn raw_entry(
+    name: ObjectName,
     received_at: &str,
     tokens_verified: bool,
     event_hub: Option<&serde_json::Value>,
-    rich: &[ChangeNotification],
     canonicals: &[Vec<u8>],
 ) -> Pending {
     Pending {
-        name: records::batch_name(
-            Kind::Raw,
-            rich.first().and_then(ChangeNotification::partition_date),
-            canonicals.iter().map(Vec::as_slice),
-        ),
+        name,
         body: records::raw_record_json(received_at, tokens_verified, event_hub, canonicals),
         outcome: Outcome::Other,
         quarantined: None,

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written, records};
+use crate::archive::{Archive, ArchiveError, Kind, ObjectName, Written};
 use crate::eventhub::large_payload::{self, PayloadStore};
 use crate::graph::crypto::DecryptError;
 use crate::graph::notification::{ChangeNotification, ParseError};
@@ -416,30 +416,20 @@ impl Receiver {
         // Each item's canonical form is computed once, for the raw batch and the item's name.
         let canonicals: Vec<Vec<u8>> = rich.iter().map(ChangeNotification::canonical).collect();
         // A resend: items whose event exists skip their decryption and writes (see `resend`).
-        let marker = resend::marker_name(&rich, &canonicals);
-        let mut events: Vec<ObjectName> = rich
-            .iter()
-            .zip(&canonicals)
-            .map(|(item, canonical)| records::item_name(Kind::Events, item, canonical))
-            .collect();
-        let archived = self.already_archived(&marker, &events).await;
+        let names = resend::BatchNames::of(&rich, &canonicals);
+        let archived = self.already_archived(&names).await;
         if archived.contains(&false) {
             staged.first.push(raw_entry(
+                names.of_kind(Kind::Raw),
                 received_at,
                 tokens_verified,
                 event_hub,
-                &rich,
                 &canonicals,
             ));
         }
         let fresh = resend::keep_new(rich, canonicals, &archived, &mut staged.receipt);
-        let mut known = archived.iter();
-        events.retain(|_| known.next() == Some(&false));
-        if !events.is_empty() {
-            staged.markers.push(resend::Marker {
-                name: marker,
-                events,
-            });
+        if let Some(marker) = names.marker(&archived) {
+            staged.markers.push(marker);
         }
         for (item, canonical) in fresh {
             match large_payload::resolve(self.payloads.as_deref(), &item).await {

@@ -31,13 +31,45 @@ pub(super) struct Marker {
     pub(super) events: Vec<ObjectName>,
 }
 
-/// The `complete/` marker's name for a batch of rich items.
-pub(super) fn marker_name(rich: &[ChangeNotification], canonicals: &[Vec<u8>]) -> ObjectName {
-    records::batch_name(
-        Kind::Complete,
-        rich.first().and_then(ChangeNotification::partition_date),
-        canonicals.iter().map(Vec::as_slice),
-    )
+/// A rich body's names: the batch's digest (one for its `raw/` record and its `complete/`
+/// marker) and each item's event name.
+pub(super) struct BatchNames {
+    date: Option<(i32, u8, u8)>,
+    digest: String,
+    events: Vec<ObjectName>,
+}
+
+impl BatchNames {
+    pub(super) fn of(rich: &[ChangeNotification], canonicals: &[Vec<u8>]) -> Self {
+        BatchNames {
+            date: rich.first().and_then(ChangeNotification::partition_date),
+            digest: records::batch_digest(canonicals.iter().map(Vec::as_slice)),
+            events: rich
+                .iter()
+                .zip(canonicals)
+                .map(|(item, canonical)| records::item_name(Kind::Events, item, canonical))
+                .collect(),
+        }
+    }
+
+    /// The batch's object under `kind` (`raw/`, `complete/`).
+    pub(super) fn of_kind(&self, kind: Kind) -> ObjectName {
+        ObjectName::new(kind, self.date, "batch", &self.digest)
+    }
+
+    /// The marker to write once the items not `archived` yet have their events (none when
+    /// every item was archived already).
+    pub(super) fn marker(self, archived: &[bool]) -> Option<Marker> {
+        let name = self.of_kind(Kind::Complete);
+        let events: Vec<ObjectName> = self
+            .events
+            .into_iter()
+            .zip(archived)
+            .filter(|(_, archived)| !**archived)
+            .map(|(name, _)| name)
+            .collect();
+        (!events.is_empty()).then_some(Marker { name, events })
+    }
 }
 
 /// The names of the event records among `pending` (the decrypted items).
@@ -53,17 +85,14 @@ impl Receiver {
     /// Which rich items already have their event archived: all of them when the batch's
     /// marker exists, else each by name. A failed check answers "none" (the items then take
     /// the normal path, whose writes report the storage's state).
-    pub(super) async fn already_archived(
-        &self,
-        marker: &ObjectName,
-        events: &[ObjectName],
-    ) -> Vec<bool> {
-        if let Ok(found) = self.archive.exist_all(std::slice::from_ref(marker)).await
+    pub(super) async fn already_archived(&self, batch: &BatchNames) -> Vec<bool> {
+        let marker = batch.of_kind(Kind::Complete);
+        if let Ok(found) = self.archive.exist_all(std::slice::from_ref(&marker)).await
             && found == [true]
         {
-            return vec![true; events.len()];
+            return vec![true; batch.events.len()];
         }
-        let names = events;
+        let names = &batch.events;
         match self.archive.exist_all(names).await {
             Ok(found) if found.len() == names.len() => found,
             Ok(_) => vec![false; names.len()],

@@ -378,7 +378,7 @@ fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
     } else {
         Arc::new(Discard)
     };
-    let discard = Receiver {
+    let path = Receiver {
         client_state: Some(CLIENT_STATE.to_string().into()),
         archive,
         keys: rich.store(),
@@ -389,10 +389,8 @@ fn profile_path(rt: &tokio::runtime::Runtime, rich: &Rich) {
     };
     for _ in 0..rounds {
         for body in &bodies {
-            rt.block_on(
-                discard.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)),
-            )
-            .unwrap();
+            rt.block_on(path.receive(Endpoint::Notifications, bytes::Bytes::copy_from_slice(body)))
+                .unwrap();
         }
     }
 }
